@@ -1,0 +1,3 @@
+"""wsfleet: a real-time messaging server for Kubernetes fleets."""
+
+__version__ = "0.1.0"

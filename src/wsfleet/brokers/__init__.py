@@ -1,0 +1,78 @@
+"""Brokers: the backplane a node uses for fan-out, history and presence.
+
+:mod:`wsfleet.brokers.base` holds the contract; each implementation sits in a
+module of its own and is imported only when its URL scheme is asked for, so a
+missing optional dependency (``redis``, ``aio-pika``) never breaks the default
+install. :func:`load_broker` is the one place that maps a URL to a module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import cast
+from urllib.parse import urlsplit
+
+from wsfleet.brokers.base import Broker, PresenceManager
+
+__all__ = ["ALLOWED_SCHEMES", "BrokerConfigError", "load_broker"]
+
+_MEMORY_SCHEMES = ("memory",)
+_REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster")
+_AMQP_SCHEMES = ("amqp", "amqps")
+
+ALLOWED_SCHEMES: tuple[str, ...] = _MEMORY_SCHEMES + _REDIS_SCHEMES + _AMQP_SCHEMES
+"""Every URL scheme :func:`load_broker` knows, in the order the error lists them."""
+
+
+class BrokerConfigError(ValueError):
+    """The broker URL names no usable broker: the operator's configuration is wrong."""
+
+
+def load_broker(
+    url: str, *, key_prefix: str = "wsfleet", node_id: str = ""
+) -> tuple[Broker, PresenceManager]:
+    """Build the broker and presence manager a broker URL names.
+
+    ``memory://`` gives one :class:`~wsfleet.brokers.memory.MemoryBroker` that
+    is both. ``redis://``, ``rediss://``, ``redis+sentinel://`` and
+    ``redis+cluster://`` give the Redis backplane.
+
+    key_prefix: prefix of every key and pub/sub channel the broker uses in a
+        shared backend (default ``"wsfleet"``), so several fleets can share one.
+        Ignored by the memory broker.
+    node_id: this node's identity in the backend; empty lets the broker pick
+        one. Ignored by the memory broker.
+
+    Raises :class:`BrokerConfigError` for an unknown scheme, a broker this
+    version does not ship, or a missing optional dependency.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in _MEMORY_SCHEMES:
+        from wsfleet.brokers.memory import MemoryBroker
+
+        broker = MemoryBroker()
+        return broker, broker
+    if scheme in _REDIS_SCHEMES:
+        module = _import_optional("wsfleet.brokers.redis", package="redis", extra="redis")
+        pair = module.create_redis_broker(url, key_prefix=key_prefix, node_id=node_id)
+        return cast("tuple[Broker, PresenceManager]", pair)
+    if scheme in _AMQP_SCHEMES:
+        raise BrokerConfigError("the RabbitMQ broker is not available in this version")
+    allowed = ", ".join(f"{s}://" for s in ALLOWED_SCHEMES)
+    shown = f"{scheme}://" if scheme else "no scheme"
+    raise BrokerConfigError(f"unknown broker URL scheme ({shown}); use one of: {allowed}")
+
+
+def _import_optional(module: str, *, package: str, extra: str) -> ModuleType:
+    """Import a broker module, turning its missing dependency into advice."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        # Only the optional package being absent is a configuration problem;
+        # any other missing module is a bug and keeps its traceback.
+        if exc.name is None or exc.name.split(".")[0] != package:
+            raise
+        raise BrokerConfigError(
+            f"the {package!r} package is missing: install wsfleet[{extra}]"
+        ) from exc

@@ -1,0 +1,159 @@
+"""The ``wsfleet`` command: serve, check-config, token.
+
+Only this module (and :mod:`wsfleet.config`) reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from wsfleet import __version__
+from wsfleet.config import DEV_WARNING, ConfigError, check_config, load_settings
+from wsfleet.settings import Settings
+
+FLAG_NAMES = {
+    "server.host": "--host",
+    "server.port": "--port",
+    "server.internal_port": "--internal-port",
+    "broker.url": "--broker",
+    "dev": "--dev",
+    "server.log_format": "--log-format",
+    "server.node_name": "--name",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsfleet", description="Real-time messaging server.")
+    parser.add_argument("--version", action="version", version=f"wsfleet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a node")
+    _config_flag(serve)
+    serve.add_argument("--host", help="public listener address (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="public WebSocket port (default 8000)")
+    serve.add_argument("--internal-port", type=int, help="internal port (default 9000)")
+    serve.add_argument("--broker", help="broker URL (default memory://)")
+    serve.add_argument("--name", help="node name (default hostname-pid)")
+    serve.add_argument("--log-format", choices=["json", "text"])
+    serve.add_argument("--dev", action="store_true", default=None, help="insecure development mode")
+
+    check = sub.add_parser("check-config", help="validate a configuration and list every problem")
+    _config_flag(check)
+
+    token = sub.add_parser("token", help="mint an HS256 token from the configured secret")
+    _config_flag(token)
+    token.add_argument("--user", required=True, help="user id (the sub claim)")
+    token.add_argument("--channel", help="mint a subscription token for this channel")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds valid; 0: no expiry")
+    return parser
+
+
+def _config_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="YAML or TOML file (or WSFLEET_CONFIG)")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    values = {
+        "server.host": args.host,
+        "server.port": args.port,
+        "server.internal_port": args.internal_port,
+        "broker.url": args.broker,
+        "dev": args.dev,
+        "server.log_format": args.log_format,
+        "server.node_name": args.name,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _load(args: argparse.Namespace, overrides: dict[str, object] | None = None) -> Settings:
+    return load_settings(
+        path=args.config, env=os.environ, overrides=overrides or {}, flag_names=FLAG_NAMES
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(_load(args, _overrides(args)))
+        if args.command == "check-config":
+            return _check(args)
+        if args.command == "token":
+            return _token(args)
+    except ConfigError as exc:
+        print(f"wsfleet: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    problems = check_config(args.config, os.environ)
+    if not problems:
+        print("configuration is valid")
+        return 0
+    print(f"{len(problems)} problem(s) in the configuration:", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def _token(args: argparse.Namespace) -> int:
+    from wsfleet.auth import mint_connection_token, mint_subscription_token
+
+    settings = _load(args)
+    auth = settings.auth
+    ttl = args.ttl or None
+    if args.channel:
+        secret = auth.subscription_token_hmac_secret or auth.token_hmac_secret
+    else:
+        secret = auth.token_hmac_secret
+    if not secret:
+        print(
+            "wsfleet: auth.token_hmac_secret is empty: set it in the config file or "
+            "WSFLEET_AUTH_TOKEN_HMAC_SECRET",
+            file=sys.stderr,
+        )
+        return 2
+    aud, iss = auth.token_audience, auth.token_issuer
+    if args.channel:
+        token = mint_subscription_token(
+            secret, user=args.user, channel=args.channel, ttl=ttl, audience=aud, issuer=iss
+        )
+    else:
+        token = mint_connection_token(secret, user=args.user, ttl=ttl, audience=aud, issuer=iss)
+    print(token)
+    return 0
+
+
+def _serve(settings: Settings) -> int:
+    from wsfleet import logs
+
+    logs.configure(fmt=settings.server.log_format, level=settings.server.log_level)
+    if settings.dev:
+        print(DEV_WARNING, file=sys.stderr, flush=True)
+    import uvloop
+
+    return uvloop.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    from wsfleet.node import Node
+
+    node = Node(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    await stop.wait()
+    await node.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

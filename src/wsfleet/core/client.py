@@ -1,0 +1,576 @@
+"""One client connection's protocol session: commands in, replies and pushes out.
+
+The session is driven by the transport (frames in, "writable again", "gone")
+and talks to the node through :class:`SessionContext`. It never touches a
+socket: it writes encoded bytes to its :class:`~wsfleet.core.outbox.Outbox`
+and asks its :class:`Transport` to close.
+
+Commands of one connection are handled in order, one at a time, by a task
+that exists only while commands are pending, so an idle connection costs no
+task. States::
+
+    CONNECTING --connect ok--> CONNECTED --close--> CLOSED
+        \\--------------------- close --------------------/
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wsfleet.auth import ConnectClaims, TokenExpired, TokenInvalid, TokenVerifier
+from wsfleet.brokers.base import Broker, BrokerError, PresenceManager
+from wsfleet.core.channel_commands import ChannelCommands
+from wsfleet.core.channels import ChannelRules
+from wsfleet.core.hub import Hub, Subscription
+from wsfleet.core.limits import TokenBucket
+from wsfleet.core.outbox import Outbox
+from wsfleet.core.registry import ConnectionRegistry
+from wsfleet.core.stats import NodeStats
+from wsfleet.core.subscriptions import SubscriptionFlow
+from wsfleet.protocol.codec import Codec
+from wsfleet.protocol.codes import (
+    UNSUBSCRIBE_REASONS,
+    Disconnect,
+    DisconnectCode,
+    ErrorCode,
+    ProtocolDisconnect,
+    ProtocolError,
+    UnsubscribeCode,
+)
+from wsfleet.protocol.messages import (
+    EMPTY,
+    ClientInfo,
+    Command,
+    ConnectRequest,
+    ConnectResult,
+    Error,
+    PingResult,
+    Push,
+    RefreshRequest,
+    RefreshResult,
+    Reply,
+    SubRefreshRequest,
+    SubRefreshResult,
+    SubscribeRequest,
+    SubscribeResult,
+    Unsubscribe,
+    UnsubscribeResult,
+    raw,
+)
+from wsfleet.protocol.messages import Subscribe as SubscribePush
+from wsfleet.settings import ClientSettings
+
+log = logging.getLogger("wsfleet.client")
+
+
+class Transport(Protocol):
+    """What a session needs from its WebSocket."""
+
+    def send_frame(self, frame: bytes) -> None:
+        """Write one data frame (text or binary, as the codec says)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and ``reason`` and drop the connection."""
+
+
+class ConnState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionContext:
+    """Everything of the node a session uses; built once by the node."""
+
+    node_name: str
+    version: str
+    client: ClientSettings
+    rules: ChannelRules
+    broker: Broker
+    presence: PresenceManager
+    hub: Hub
+    tokens: TokenVerifier
+    allow_anonymous: bool
+    stats: NodeStats
+    registry: ConnectionRegistry[ClientSession]
+    loop: asyncio.AbstractEventLoop
+    clock: Callable[[], float]
+    """Wall clock, seconds (token expiry)."""
+    monotonic: Callable[[], float]
+    """Monotonic clock, seconds (rates)."""
+    on_connected: Callable[[ClientSession], None] = field(default=lambda s: None)
+    on_closed: Callable[[ClientSession], None] = field(default=lambda s: None)
+
+
+class ClientSession:
+    """The server side of one client connection."""
+
+    def __init__(
+        self, ctx: SessionContext, transport: Transport, codec: Codec, *, remote: str = ""
+    ) -> None:
+        self.ctx = ctx
+        self.codec = codec
+        self.remote = remote
+        self.client_id = str(uuid.uuid4())
+        self.user = ""
+        self.conn_info = EMPTY
+        self.state = ConnState.CONNECTING
+        self.expire_at: float | None = None
+        self._transport = transport
+        opts = ctx.client
+        self.outbox = Outbox(
+            send=transport.send_frame,
+            separator=codec.separator,
+            max_bytes=opts.outbox_max_bytes,
+            max_frame_bytes=opts.max_frame_bytes,
+            on_overflow=self._on_overflow,
+            call_soon=ctx.loop.call_soon,
+            stats=ctx.stats,
+        )
+        self.subs = SubscriptionFlow(self)
+        self.queries = ChannelCommands(self)
+        self._pending: deque[Command] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._bucket = TokenBucket(
+            rate=opts.command_rate_limit, burst=opts.command_burst, clock=ctx.monotonic
+        )
+        self._rate_rejections = 0
+        self._errors_in_row = 0
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._awaiting_pong = False
+        self._closing_tasks: set[asyncio.Task[None]] = set()
+        self._schedule("connect", opts.connect_timeout, self._connect_timeout)
+
+    # -- identity ----------------------------------------------------------------
+
+    def client_info(self, chan_info: bytes = b"") -> ClientInfo:
+        return ClientInfo(
+            user=self.user,
+            client=self.client_id,
+            conn_info=self.conn_info,
+            chan_info=raw(chan_info),
+        )
+
+    def log_extra(self, **kw: object) -> dict[str, object]:
+        return {"client": self.client_id, "user": self.user, "remote": self.remote, **kw}
+
+    # -- transport events --------------------------------------------------------
+
+    def on_frame(self, frame: bytes) -> None:
+        """A data frame arrived from the client."""
+        if self.state is ConnState.CLOSED:
+            return
+        stats = self.ctx.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(frame)
+        try:
+            commands = self.codec.decode_commands(frame)
+        except ProtocolDisconnect as exc:
+            log.info("bad frame: %s", exc.detail, extra=self.log_extra(event="bad_frame"))
+            self.close(exc.disconnect)
+            return
+        for cmd in commands:
+            if not self._accept(cmd):
+                return
+
+    def on_wrong_frame_type(self) -> None:
+        """A binary frame on a JSON connection, or text on a Protobuf one."""
+        log.info("unexpected frame type", extra=self.log_extra(event="bad_frame"))
+        self.close(DisconnectCode.BAD_REQUEST)
+
+    def on_transport_closed(self) -> None:
+        """The connection is gone (closed by the peer, or after our close)."""
+        if self.state is not ConnState.CLOSED:
+            self.state = ConnState.CLOSED
+            self.ctx.stats.connections_closed += 1
+            self._teardown()
+
+    def pause_writing(self) -> None:
+        self.outbox.pause()
+
+    def resume_writing(self) -> None:
+        self.outbox.resume()
+
+    def send_encoded(self, data: bytes) -> None:
+        self.outbox.push(data)
+
+    # -- command intake ------------------------------------------------------------
+
+    def _accept(self, cmd: Command) -> bool:
+        """Queue one decoded command; False when the connection closed."""
+        if cmd.id == 0 and _is_empty(cmd):
+            self._awaiting_pong = False  # the client's pong
+            self._cancel("pong")
+            return True
+        if not self._bucket.take():
+            return self._rate_limited(cmd)
+        if len(self._pending) >= self.ctx.client.max_pending_commands:
+            self.ctx.stats.limit_hits["pending_commands"] += 1
+            self.close(DisconnectCode.TOO_MANY_REQUESTS)
+            return False
+        self._pending.append(cmd)
+        if self._worker is None:
+            self._worker = self.ctx.loop.create_task(self._work())
+        return True
+
+    def _rate_limited(self, cmd: Command) -> bool:
+        opts = self.ctx.client
+        self.ctx.stats.limit_hits["command_rate"] += 1
+        self._rate_rejections += 1
+        if opts.command_rate_disconnect_after and (
+            self._rate_rejections >= opts.command_rate_disconnect_after
+        ):
+            log.warning("command flood", extra=self.log_extra(event="rate_limit_disconnect"))
+            self.close(DisconnectCode.TOO_MANY_REQUESTS)
+            return False
+        if cmd.id:
+            self._error_reply(cmd.id, ProtocolError(ErrorCode.TOO_MANY_REQUESTS))
+        return True
+
+    async def _work(self) -> None:
+        try:
+            while self._pending and self.state is not ConnState.CLOSED:
+                cmd = self._pending.popleft()
+                await self._run(cmd)
+        finally:
+            self._worker = None
+
+    async def _run(self, cmd: Command) -> None:
+        try:
+            await self._dispatch(cmd)
+            self._errors_in_row = 0
+        except ProtocolError as exc:
+            self._error_reply(cmd.id, exc)
+        except ProtocolDisconnect as exc:
+            log.info("closing: %s", exc.detail, extra=self.log_extra(event="protocol_disconnect"))
+            self.close(exc.disconnect)
+        except BrokerError as exc:
+            log.warning("broker error: %s", exc, extra=self.log_extra(event="broker_error"))
+            self._error_reply(
+                cmd.id, ProtocolError(ErrorCode.INTERNAL, "broker unavailable", temporary=True)
+            )
+        except Exception:
+            log.exception("command failed", extra=self.log_extra(event="internal_error"))
+            self._error_reply(cmd.id, ProtocolError(ErrorCode.INTERNAL))
+
+    def _error_reply(self, cmd_id: int, exc: ProtocolError) -> None:
+        stats = self.ctx.stats
+        stats.errors[int(exc.code)] += 1
+        if cmd_id and self.state is not ConnState.CLOSED:
+            err = Error(code=int(exc.code), message=exc.message, temporary=exc.temporary)
+            self.reply(Reply(id=cmd_id, error=err))
+        self._errors_in_row += 1
+        limit = self.ctx.client.max_connection_command_errors
+        if limit and self._errors_in_row >= limit:
+            self.close(DisconnectCode.TOO_MANY_ERRORS)
+
+    def reply(self, reply: Reply) -> None:
+        self.outbox.push(self.codec.encode_reply(reply))
+
+    async def _dispatch(self, cmd: Command) -> None:
+        if cmd.connect is not None:
+            self.ctx.stats.commands["connect"] += 1
+            await self._connect(cmd.id, cmd.connect)
+            return
+        if self.state is not ConnState.CONNECTED:
+            raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "command before connect")
+        method, handler = self._handler_for(cmd)
+        self.ctx.stats.commands[method] += 1
+        await handler(cmd)
+
+    def _handler_for(self, cmd: Command) -> tuple[str, Callable[[Command], Awaitable[None]]]:
+        if cmd.id == 0 and cmd.send is None:
+            raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "command without id")
+        flow = self.subs
+        queries = self.queries
+        table: tuple[tuple[object, str, Callable[[Command], Awaitable[None]]], ...] = (
+            (cmd.subscribe, "subscribe", flow.handle_subscribe),
+            (cmd.unsubscribe, "unsubscribe", flow.handle_unsubscribe),
+            (cmd.publish, "publish", queries.handle_publish),
+            (cmd.presence, "presence", queries.handle_presence),
+            (cmd.presence_stats, "presence_stats", queries.handle_presence_stats),
+            (cmd.history, "history", queries.handle_history),
+            (cmd.ping, "ping", self._ping_command),
+            (cmd.send, "send", self._send_command),
+            (cmd.rpc, "rpc", self._rpc_command),
+            (cmd.refresh, "refresh", self._refresh_command),
+            (cmd.sub_refresh, "sub_refresh", self._sub_refresh_command),
+        )
+        for value, name, handler in table:
+            if value is not None:
+                return name, handler
+        raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "unknown command")
+
+    # -- connect -----------------------------------------------------------------------
+
+    async def _connect(self, cmd_id: int, req: ConnectRequest) -> None:
+        if self.state is not ConnState.CONNECTING:
+            raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "already connected")
+        if not cmd_id:
+            raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "connect without id")
+        claims = self._authenticate(req.token)
+        self._cancel("connect")
+        self.user = claims.user if claims else ""
+        if claims and claims.info:
+            self.conn_info = raw(claims.info)
+        if claims and claims.expire_at is not None:
+            self.expire_at = float(claims.expire_at)
+        self.state = ConnState.CONNECTED
+        self.ctx.registry.add(self)
+        self.ctx.stats.connections_accepted += 1
+        try:
+            subs = await self.subs.server_side_on_connect(claims, req.subs or {})
+        except BaseException:
+            self._undo_connect()
+            raise
+        result = ConnectResult(
+            client=self.client_id,
+            version=self.ctx.version,
+            ping=int(self.ctx.client.ping_interval),
+            pong=True,
+            node=self.ctx.node_name,
+            subs={ch: res for ch, (_, res) in subs.items()} or None,
+        )
+        if self.expire_at is not None:
+            result.expires = True
+            result.ttl = self._ttl(self.expire_at)
+            self._schedule_expiry()
+        self.reply(Reply(id=cmd_id, connect=result))
+        for sub, _ in subs.values():
+            self.subs.activate(sub)
+        self._schedule("ping", self.ctx.client.ping_interval, self._send_ping)
+        self.subs.schedule_presence_refresh()
+        log.info("connected", extra=self.log_extra(event="connected", codec=self.codec.name))
+        self.ctx.on_connected(self)
+
+    def _undo_connect(self) -> None:
+        self.ctx.registry.remove(self)
+        self.state = ConnState.CONNECTING
+
+    def _authenticate(self, token: str) -> ConnectClaims | None:
+        if not token:
+            if self.ctx.allow_anonymous:
+                return None
+            raise ProtocolDisconnect(DisconnectCode.INVALID_TOKEN, "token required")
+        try:
+            return self.ctx.tokens.verify_connection(token)
+        except TokenExpired as exc:
+            raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from exc
+        except TokenInvalid as exc:
+            raise ProtocolDisconnect(DisconnectCode.INVALID_TOKEN, str(exc)) from exc
+
+    def _ttl(self, expire_at: float) -> int:
+        return max(1, int(expire_at - self.ctx.clock()))
+
+    # -- refresh and expiry ----------------------------------------------------------------
+
+    async def _refresh_command(self, cmd: Command) -> None:
+        req = cmd.refresh or RefreshRequest()
+        if not req.token:
+            raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "refresh without token")
+        try:
+            claims = self.ctx.tokens.verify_connection(req.token)
+        except TokenExpired as exc:
+            raise ProtocolError(ErrorCode.TOKEN_EXPIRED) from exc
+        except TokenInvalid as exc:
+            raise ProtocolDisconnect(DisconnectCode.INVALID_TOKEN, str(exc)) from exc
+        if claims.user != self.user:
+            raise ProtocolDisconnect(DisconnectCode.INVALID_TOKEN, "refresh for another user")
+        self.expire_at = float(claims.expire_at) if claims.expire_at is not None else None
+        result = RefreshResult(client=self.client_id, version=self.ctx.version)
+        if self.expire_at is not None:
+            result.expires = True
+            result.ttl = self._ttl(self.expire_at)
+        self._schedule_expiry()
+        self.reply(Reply(id=cmd.id, refresh=result))
+
+    def _schedule_expiry(self) -> None:
+        self._cancel("expire")
+        if self.expire_at is None:
+            return
+        delay = self.expire_at - self.ctx.clock() + self.ctx.client.expired_close_delay
+        self._schedule("expire", max(delay, 0.0), self._check_expired)
+
+    def _check_expired(self) -> None:
+        if self.expire_at is not None and self.ctx.clock() >= self.expire_at:
+            self.close(DisconnectCode.EXPIRED)
+
+    async def _sub_refresh_command(self, cmd: Command) -> None:
+        req = cmd.sub_refresh or SubRefreshRequest()
+        ttl = self.subs.refresh(req)
+        result = SubRefreshResult(expires=ttl is not None, ttl=ttl or 0)
+        self.reply(Reply(id=cmd.id, sub_refresh=result))
+
+    # -- small commands ----------------------------------------------------------------
+
+    async def _ping_command(self, cmd: Command) -> None:
+        self.reply(Reply(id=cmd.id, ping=PingResult()))
+
+    async def _send_command(self, cmd: Command) -> None:
+        # Asynchronous messages need an application handler; none is configured,
+        # and the protocol gives send no reply, so it is counted and dropped.
+        self.ctx.stats.limit_hits["send_without_handler"] += 1
+
+    async def _rpc_command(self, cmd: Command) -> None:
+        raise ProtocolError(ErrorCode.NOT_AVAILABLE, "rpc is not available: no rpc handlers")
+
+    # -- server pings -----------------------------------------------------------------
+
+    def _send_ping(self) -> None:
+        if self.state is not ConnState.CONNECTED:
+            return
+        self.outbox.push(self.codec.encode_reply(_PING))
+        if not self._awaiting_pong:
+            self._awaiting_pong = True
+            self._schedule("pong", self.ctx.client.pong_timeout, self._pong_missing)
+        self._schedule("ping", self.ctx.client.ping_interval, self._send_ping)
+
+    def _pong_missing(self) -> None:
+        if self._awaiting_pong:
+            log.info("no pong", extra=self.log_extra(event="no_pong"))
+            self.close(DisconnectCode.NO_PONG)
+
+    def _connect_timeout(self) -> None:
+        if self.state is ConnState.CONNECTING:
+            self.close(DisconnectCode.STALE)
+
+    # -- server-side actions (server API) ------------------------------------------------
+
+    async def server_subscribe(self, channel: str) -> None:
+        """Subscribe the connection to ``channel`` and tell it with a subscribe push."""
+        sub, res = await self.subs.subscribe(SubscribeRequest(channel=channel), server_side=True)
+        push = SubscribePush(
+            recoverable=res.recoverable,
+            epoch=res.epoch,
+            offset=res.offset,
+            positioned=res.positioned,
+            data=res.data,
+        )
+        self.reply(Reply(push=Push(channel=channel, subscribe=push)))
+        self.subs.activate(sub)
+
+    async def server_unsubscribe(
+        self, channel: str, code: UnsubscribeCode = UnsubscribeCode.SERVER
+    ) -> None:
+        """Drop a subscription and tell the client with an unsubscribe push."""
+        if await self.subs.unsubscribe(channel):
+            self.push_unsubscribe(channel, code)
+
+    def push_unsubscribe(self, channel: str, code: UnsubscribeCode) -> None:
+        push = Unsubscribe(code=int(code), reason=UNSUBSCRIBE_REASONS[code])
+        self.reply(Reply(push=Push(channel=channel, unsubscribe=push)))
+
+    def on_insufficient_state(self, sub: Subscription) -> None:
+        """The hub saw a gap: make the client resync that channel from history."""
+        self.ctx.stats.gaps_detected += 1
+        self.subs.resync(sub)
+
+    # -- closing ------------------------------------------------------------------------
+
+    def _on_overflow(self) -> None:
+        log.warning("slow consumer", extra=self.log_extra(event="slow_consumer"))
+        self._close_now(DisconnectCode.SLOW)
+
+    def close(self, disconnect: Disconnect) -> None:
+        """Close with ``disconnect``: queued replies go first, then the close frame."""
+        if self.state is ConnState.CLOSED:
+            return
+        self.outbox.flush()
+        self._close_now(disconnect)
+
+    def _close_now(self, disconnect: Disconnect) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        self.state = ConnState.CLOSED
+        stats = self.ctx.stats
+        stats.disconnects[disconnect.code] += 1
+        stats.connections_closed += 1
+        self.outbox.close()
+        self._transport.close(disconnect.code, disconnect.reason)
+        self._teardown()
+
+    def _teardown(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._pending.clear()
+        if self._worker is not None and self._worker is not asyncio.current_task():
+            self._worker.cancel()
+        self.ctx.registry.remove(self)
+        task = self.ctx.loop.create_task(self.subs.release_all())
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+        self.ctx.on_closed(self)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _schedule(self, name: str, delay: float, callback: Callable[[], None]) -> None:
+        old = self._timers.get(name)
+        if old is not None:
+            old.cancel()
+        self._timers[name] = self.ctx.loop.call_later(delay, callback)
+
+    def _cancel(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def schedule(self, name: str, delay: float, callback: Callable[[], None]) -> None:
+        """A named one-shot timer that dies with the connection."""
+        self._schedule(name, delay, callback)
+
+    def cancel(self, name: str) -> None:
+        self._cancel(name)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run a background coroutine tied to this connection's life."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except (BrokerError, ProtocolError) as exc:
+                log.warning("background: %s", exc, extra=self.log_extra(event="background"))
+
+        task = self.ctx.loop.create_task(run())
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+
+
+_PING = Reply()
+
+
+def _is_empty(cmd: Command) -> bool:
+    return all(getattr(cmd, name) is None for name in _REQUEST_FIELDS)
+
+
+_REQUEST_FIELDS = (
+    "connect",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "presence",
+    "presence_stats",
+    "history",
+    "ping",
+    "send",
+    "rpc",
+    "refresh",
+    "sub_refresh",
+)
+
+__all__ = [
+    "ClientSession",
+    "ConnState",
+    "SessionContext",
+    "SubscribeResult",
+    "Transport",
+    "UnsubscribeResult",
+]

@@ -1,0 +1,186 @@
+"""The public WebSocket listener: handshake gate, frames in, frames out.
+
+This is a thin layer over picows. It decides before the upgrade whether a
+connection is welcome (the gate answers with an HTTP status and
+``Retry-After`` when it is not, so clients back off and a load balancer may
+try elsewhere), picks the wire format from the subprotocol, and hands frames
+to a :class:`~wsfleet.core.client.ClientSession`. It holds no protocol logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from wsfleet.core.client import ClientSession, SessionContext
+from wsfleet.protocol.codec import Codec, get_codec
+
+log = logging.getLogger("wsfleet.transport")
+
+WEBSOCKET_PATH = b"/connection/websocket"
+PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
+
+# A small initial read buffer: most commands are tiny, and the buffer is
+# allocated per connection (it grows when a larger frame arrives).
+READ_BUFFER_INIT_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a handshake is refused, before the upgrade."""
+
+    status: int
+    reason: str
+    retry_after: float = 0.0
+
+
+Gate = Callable[[WSUpgradeRequest], Refusal | None]
+"""Decides whether a handshake may proceed; None lets it through."""
+
+
+class Connection(WSListener):
+    """One WebSocket: adapts picows callbacks to a session."""
+
+    __slots__ = ("_fragments", "_max_size", "_msg_type", "codec", "ctx", "session", "transport")
+
+    def __init__(self, ctx: SessionContext, codec: Codec) -> None:
+        self.ctx = ctx
+        self.codec = codec
+        self._max_size = ctx.client.max_message_size
+        self._msg_type = WSMsgType.BINARY if codec.binary else WSMsgType.TEXT
+        self._fragments: bytearray | None = None
+        self.transport: WSTransport | None = None
+        self.session: ClientSession | None = None
+
+    # -- picows callbacks ------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        peer = transport.underlying_transport.get_extra_info("peername")
+        remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+        self.session = ClientSession(self.ctx, self, self.codec, remote=remote)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        session = self.session
+        if session is None:
+            return
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
+            if msg_type is not self._msg_type:
+                session.on_wrong_frame_type()
+                return
+            if frame.fin:
+                session.on_frame(frame.get_payload_as_bytes())
+            else:
+                self._fragments = bytearray(frame.get_payload_as_memoryview())
+        elif msg_type is WSMsgType.CONTINUATION:
+            self._continuation(session, frame)
+        elif msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def _continuation(self, session: ClientSession, frame: WSFrame) -> None:
+        parts = self._fragments
+        if parts is None:
+            self.close(1002, "unexpected continuation")
+            return
+        parts += frame.get_payload_as_memoryview()
+        if len(parts) > self._max_size:
+            self._fragments = None
+            self.close(1009, "message too big")
+            return
+        if frame.fin:
+            self._fragments = None
+            session.on_frame(bytes(parts))
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.session is not None:
+            self.session.on_transport_closed()
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.session.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.resume_writing()
+
+    # -- what the session uses --------------------------------------------------
+
+    def send_frame(self, frame: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_close_frame_sent:
+            transport.send(self._msg_type, frame)
+
+    def close(self, code: int, reason: str) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if not transport.is_close_frame_sent:
+            transport.send_close(WSCloseCode(code), reason.encode())
+        transport.disconnect()
+
+
+class WebSocketServer:
+    """The public listener. ``gate`` is consulted for every handshake."""
+
+    def __init__(self, ctx: SessionContext, gate: Gate) -> None:
+        self._ctx = ctx
+        self._gate = gate
+        self._server: asyncio.Server | None = None
+
+    def _factory(
+        self, request: WSUpgradeRequest
+    ) -> WSListener | WSUpgradeResponseWithListener | None:
+        path = request.path.split(b"?", 1)[0]
+        if path != WEBSOCKET_PATH:
+            return None  # picows answers 404
+        refusal = self._gate(request)
+        if refusal is not None:
+            headers = {"Retry-After": str(max(1, round(refusal.retry_after)))}
+            response = WSUpgradeResponse.create_error_response(
+                refusal.status, refusal.reason.encode() + b"\n", headers
+            )
+            return WSUpgradeResponseWithListener(response, None)
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        if PROTOBUF_SUBPROTOCOL in (p.strip() for p in offered.split(",")):
+            response = WSUpgradeResponse.create_101_response(
+                {"Sec-WebSocket-Protocol": PROTOBUF_SUBPROTOCOL}
+            )
+            return WSUpgradeResponseWithListener(
+                response, Connection(self._ctx, get_codec("protobuf"))
+            )
+        return Connection(self._ctx, get_codec("json"))
+
+    async def start(self, host: str, port: int) -> list[tuple[str, int]]:
+        """Listen; return the bound addresses (port 0 picks a free one)."""
+        self._server = await ws_create_server(
+            self._factory,
+            host,
+            port,
+            max_frame_size=self._ctx.client.max_message_size,
+            read_buffer_init_size=READ_BUFFER_INIT_SIZE,
+            websocket_handshake_timeout=10,
+            logger_name="wsfleet.transport.picows",
+            reuse_address=True,
+        )
+        return [s.getsockname()[:2] for s in self._server.sockets]
+
+    def stop_listening(self) -> None:
+        """Stop accepting new TCP connections; open ones are untouched."""
+        if self._server is not None:
+            self._server.close()

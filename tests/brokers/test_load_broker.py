@@ -1,0 +1,83 @@
+"""Choosing a broker from its URL."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+import pytest
+
+from wsfleet.brokers import ALLOWED_SCHEMES, BrokerConfigError, load_broker
+from wsfleet.brokers.memory import MemoryBroker
+
+
+@pytest.mark.parametrize("url", ["memory://", "MEMORY://", "memory://anything?x=1"])
+def test_memory_url_gives_one_memory_broker_for_both_roles(url: str) -> None:
+    broker, presence = load_broker(url)
+    assert isinstance(broker, MemoryBroker)
+    assert presence is broker
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379/0",
+        "rediss://cache.example:6380",
+        "redis+sentinel://s1:26379,s2:26379/mymaster",
+        "redis+cluster://n1:7000,n2:7001",
+    ],
+)
+def test_redis_urls_go_to_the_redis_module(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    pair = (object(), object())
+
+    def create_redis_broker(url: str, **kwargs: Any) -> tuple[object, object]:
+        calls.append((url, kwargs))
+        return pair
+
+    fake = types.ModuleType("wsfleet.brokers.redis")
+    fake.create_redis_broker = create_redis_broker  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wsfleet.brokers.redis", fake)
+    assert load_broker(url, key_prefix="fleet-a", node_id="node-1") == pair
+    assert calls == [(url, {"key_prefix": "fleet-a", "node_id": "node-1"})]
+
+
+def _failing_import(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    real = importlib.import_module
+
+    def import_module(name: str, package: str | None = None) -> types.ModuleType:
+        if name == "wsfleet.brokers.redis":
+            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+
+
+def test_missing_redis_package_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _failing_import(monkeypatch, "redis.asyncio")
+    with pytest.raises(BrokerConfigError, match=r"install wsfleet\[redis\]"):
+        load_broker("redis://localhost")
+
+
+def test_other_missing_modules_are_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing_import(monkeypatch, "wsfleet.brokers.redis_helpers")
+    with pytest.raises(ModuleNotFoundError):
+        load_broker("redis://localhost")
+
+
+@pytest.mark.parametrize("url", ["amqp://guest@rabbit/", "amqps://rabbit:5671/"])
+def test_rabbitmq_is_not_available_yet(url: str) -> None:
+    with pytest.raises(BrokerConfigError, match="RabbitMQ broker is not available"):
+        load_broker(url)
+
+
+@pytest.mark.parametrize("url", ["kafka://broker:9092", "localhost:6379", "", "http://x"])
+def test_unknown_scheme_lists_the_allowed_ones(url: str) -> None:
+    with pytest.raises(BrokerConfigError) as raised:
+        load_broker(url)
+    for scheme in ALLOWED_SCHEMES:
+        assert f"{scheme}://" in str(raised.value)

@@ -10,7 +10,9 @@ as root); if that fails the fixture fails naming the package. It never skips.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,10 +23,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from wsfleet.brokers.base import Broker, PublishOptions
+from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition, raw
+
 __all__ = [
+    "EventLog",
     "RedisCluster",
     "RedisSentinel",
     "RedisServer",
@@ -62,11 +69,27 @@ def ensure_redis_server() -> str:
     return path
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(*, cluster_bus: bool = False) -> int:
+    """A free loopback port; with ``cluster_bus`` also port + 10000 (Cluster's bus)."""
+    if not cluster_bus:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    for _ in range(1000):
+        port = random.randint(20000, 50000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def _cli(port: int, *args: str) -> str:
@@ -117,7 +140,11 @@ class RedisServer:
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
         )
-        _wait_ping(self.port)
+        try:
+            _wait_ping(self.port)
+        except BaseException:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: the server dies at once and its data is gone."""
@@ -161,7 +188,7 @@ def redis_cluster() -> Iterator[RedisCluster]:
                 workdir = Path(tmp) / str(i)
                 workdir.mkdir()
                 server = RedisServer(
-                    free_port(),
+                    free_port(cluster_bus=True),
                     workdir,
                     ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                      "--cluster-node-timeout", "2000"],
@@ -230,6 +257,54 @@ def redis_sentinel() -> Iterator[RedisSentinel]:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+# -- what a node hears ------------------------------------------------------------
+
+
+class Heard(NamedTuple):
+    kind: str
+    channel: str
+    pub: Publication | None
+    position: StreamPosition | None
+    info: ClientInfo | None
+
+
+class EventLog:
+    """A broker event handler for the Redis-specific tests: events in a queue."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Heard] = asyncio.Queue()
+
+    def on_publication(
+        self, channel: str, pub: Publication, position: StreamPosition, prev: Publication | None
+    ) -> None:
+        self.queue.put_nowait(Heard("publication", channel, pub, position, None))
+
+    def on_join(self, channel: str, info: ClientInfo) -> None:
+        self.queue.put_nowait(Heard("join", channel, None, None, info))
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None:
+        self.queue.put_nowait(Heard("leave", channel, None, None, info))
+
+    async def next(self, *, within: float = 10.0) -> Heard:
+        """The next event; fails after ``within`` seconds (not a performance bound)."""
+        async with asyncio.timeout(within):
+            return await self.queue.get()
+
+    async def take(self, count: int, *, within: float = 10.0) -> list[Heard]:
+        return [await self.next(within=within) for _ in range(count)]
+
+    async def barrier(self, broker: Broker, channel: str) -> list[Heard]:
+        """Events before a marker published now on ``channel`` (this node subscribed)."""
+        marker = raw(b'"barrier-%d"' % random.getrandbits(64))
+        await broker.publish(channel, Publication(data=marker), PublishOptions())
+        before: list[Heard] = []
+        while True:
+            event = await self.next()
+            if event.pub is not None and event.pub.data == marker:
+                return before
+            before.append(event)
 
 
 # -- pytest fixtures (imported by the conftest files that use them) ---------------

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from wsfleet import __version__
+from wsfleet.brokers import BrokerConfigError
 from wsfleet.config import DEV_WARNING, ConfigError, check_config, load_settings
 from wsfleet.settings import Settings
 
@@ -80,19 +81,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(_load(args, _overrides(args)))
+            settings = _load(args, _overrides(args))
+            problems = _runtime_problems(settings)
+            if problems:
+                print("wsfleet: cannot start:\n  - " + "\n  - ".join(problems), file=sys.stderr)
+                return 2
+            return _serve(settings)
         if args.command == "check-config":
             return _check(args)
         if args.command == "token":
             return _token(args)
-    except ConfigError as exc:
+    except (ConfigError, BrokerConfigError) as exc:
         print(f"wsfleet: {exc}", file=sys.stderr)
         return 2
     return 2
 
 
 def _check(args: argparse.Namespace) -> int:
-    problems = check_config(args.config, os.environ)
+    problems = [str(p) for p in check_config(args.config, os.environ)]
+    if not problems:
+        problems = _runtime_problems(_load(args))
     if not problems:
         print("configuration is valid")
         return 0
@@ -100,6 +108,26 @@ def _check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"  - {problem}", file=sys.stderr)
     return 1
+
+
+def _runtime_problems(settings: Settings) -> list[str]:
+    """What only building the node finds: unusable keys, an unavailable broker kind."""
+    from wsfleet.auth import TokenVerifier
+    from wsfleet.brokers import ALLOWED_SCHEMES
+
+    problems = []
+    try:
+        TokenVerifier(settings.auth)
+    except ValueError as exc:
+        problems.append(f"auth: {exc}")
+    scheme = settings.broker.url.split("://", 1)[0].lower()
+    if scheme in ("amqp", "amqps"):
+        problems.append(
+            f"broker.url = {settings.broker.url!r}: the RabbitMQ broker is not available "
+            f"in this version; allowed: "
+            f"{', '.join(s + '://' for s in ALLOWED_SCHEMES if not s.startswith('amqp'))}"
+        )
+    return problems
 
 
 def _token(args: argparse.Namespace) -> int:

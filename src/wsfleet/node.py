@@ -66,6 +66,7 @@ class Node:
         self.addresses = Addresses()
         self._ws: WebSocketServer | None = None
         self._http: InternalServer | None = None
+        self._stopping = False
         self._stopped = asyncio.Event()
 
     def _context(self, loop: asyncio.AbstractEventLoop) -> SessionContext:
@@ -129,12 +130,14 @@ class Node:
 
     async def stop(self, disconnect: Disconnect = DisconnectCode.SHUTDOWN) -> None:
         """Close everything in order; safe to call more than once."""
-        if not self.lifecycle.advance(Phase.DRAINING):
+        if self._stopping:
             await self._stopped.wait()
             return
+        self._stopping = True
+        self.lifecycle.advance(Phase.DRAINING)
         try:
             if self._ws is not None:
-                self._ws.stop_listening()
+                await self._ws.stop_listening()
             for session in list(self.registry):
                 session.close(disconnect)
             await asyncio.sleep(0)  # let close frames reach the sockets

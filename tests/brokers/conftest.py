@@ -40,12 +40,11 @@ from typing import Literal, NamedTuple
 
 import pytest
 
+# Private redis-server fixtures for the "redis" backends below (session-scoped).
+from tests.redis_servers import session_redis, session_redis_cluster  # noqa: F401
 from wsfleet.brokers.base import Broker, PresenceManager, PublishOptions
 from wsfleet.brokers.memory import MemoryBroker
 from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition, raw
-
-# Private redis-server fixtures for the "redis" backends below (session-scoped).
-from tests.redis_servers import session_redis, session_redis_cluster  # noqa: F401
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds to wait for an expected event before failing (not a performance bound)."""

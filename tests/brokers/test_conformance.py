@@ -148,10 +148,12 @@ QUERIES = {
     "since-2": (2, -1, False, [3, 4, 5]),
     "since-2-limit-2": (2, 2, False, [3, 4]),
     "since-2-limit-0": (2, 0, False, []),
-    "since-2-reverse": (2, -1, True, [5, 4, 3]),
-    "since-2-reverse-limit-2": (2, 2, True, [5, 4]),
+    # reverse with since pages backwards: publications *before* since, newest first
+    "since-2-reverse": (2, -1, True, [1]),
+    "since-4-reverse-limit-2": (4, 2, True, [3, 2]),
     "since-top": (5, -1, False, []),
-    "since-top-reverse": (5, -1, True, []),
+    "since-top-reverse": (5, -1, True, [4, 3, 2, 1]),
+    "since-past-top-reverse": (9, 2, True, [5, 4]),
     "since-in-the-future": (9, -1, False, []),
 }
 

@@ -3,7 +3,7 @@
 A broker fans publications out to every node with subscribers on a channel,
 keeps each channel's history as a stream of offsets within an epoch, and
 keeps presence. Implementations sit beside this file (``memory.py``,
-``redis.py``, ...) and are loaded lazily by :func:`wsfleet.brokers.load`, so a
+``redis.py``, ...) and are loaded lazily by :func:`wsfleet.brokers.load_broker`, so a
 missing optional dependency never breaks the default install. One
 conformance suite (``tests/brokers/``) holds every implementation to the same
 rules.
@@ -97,13 +97,15 @@ class HistoryPage:
 class HistoryQuery:
     """What to read from a channel's stream.
 
-    since: read publications after this position; None reads from the oldest
-        kept. A ``since`` in another epoch than the stream's raises
-        nothing: the page comes back with the current position and the caller
-        compares epochs.
+    since: read publications after this position (before it, with
+        ``reverse``); None reads from the oldest kept (newest, with
+        ``reverse``). A ``since`` in another epoch than the stream's raises
+        nothing: the page comes back with the current position and the
+        caller compares epochs.
     limit: at most this many publications; 0 returns none (only the
         position); -1 returns all that are kept.
-    reverse: newest first.
+    reverse: newest first; with ``since``, pages backwards: the publications
+        *before* ``since`` (offset < since.offset), newest first.
     """
 
     since: StreamPosition | None = None

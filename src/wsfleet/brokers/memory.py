@@ -86,14 +86,16 @@ def _select(pubs: Iterable[Publication], query: HistoryQuery) -> list[Publicatio
     """Apply since/limit/reverse to kept publications (oldest first)."""
     if query.limit == 0:
         return []
+    selected = list(pubs)
     if query.since is not None:
         # The epoch of ``since`` is not compared here: the page carries the
         # stream's position and the caller (recovery) decides what a
         # different epoch means.
-        after = query.since.offset
-        selected = [pub for pub in pubs if pub.offset > after]
-    else:
-        selected = list(pubs)
+        mark = query.since.offset
+        if query.reverse:
+            selected = [pub for pub in selected if pub.offset < mark]
+        else:
+            selected = [pub for pub in selected if pub.offset > mark]
     if query.reverse:
         selected.reverse()
     if query.limit > 0:

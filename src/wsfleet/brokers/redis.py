@@ -206,11 +206,16 @@ class RedisBroker(Broker, PresenceManager):
         if sharded is not None:
             await sharded.close()
         client, self._client = self._client, None
-        if client is not None:
+        if client is None:
+            return
+        # A Sentinel-managed client does not close its sentinels' connections.
+        pool = getattr(client, "connection_pool", None)
+        manager = getattr(pool, "sentinel_manager", None)
+        for closable in [client, *(manager.sentinels if manager is not None else ())]:
             try:
-                await client.aclose()
+                await closable.aclose()
             except (RedisError, OSError) as exc:
-                logger.debug("closing the redis client failed: %r", exc)
+                logger.debug("closing a redis client failed: %r", exc)
 
     def unavailable_reason(self) -> str | None:
         if self._closed:
@@ -310,8 +315,9 @@ class RedisBroker(Broker, PresenceManager):
         if not history.enabled and not options.idempotency_key:
             # Nothing to keep or deduplicate: a plain publish, no script.
             client = self._redis()
+            frame = publication_frame(value)
             await self._run(
-                client.execute_command(self._publish_command, keys.pubsub, publication_frame(value))
+                lambda: client.execute_command(self._publish_command, keys.pubsub, frame)
             )
             return PublishResult(StreamPosition())
         offset, epoch, suppressed = await self._script(

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -103,6 +103,9 @@ class PubSubLink:
         self._error: str | None = "not connected yet"
         # Confirmations arrive in command order, one per channel per command.
         self._pending: dict[bytes, deque[asyncio.Future[None]]] = {}
+        # Unsubscribes we asked for and Redis has not confirmed yet; any other
+        # unsubscribe confirmation was Redis's own idea.
+        self._unsub_pending: Counter[bytes] = Counter()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.ever_up = False
@@ -131,7 +134,10 @@ class PubSubLink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        conn = self._conn
         self._drop_connection("closed")
+        if conn is not None:
+            await _disconnect(conn)
 
     # -- channels -----------------------------------------------------------
 
@@ -171,6 +177,7 @@ class PubSubLink:
         conn = self._conn
         if conn is None or not gone:
             return
+        self._unsub_pending.update(gone)
         try:
             for i in range(0, len(gone), _BATCH):
                 await conn.send_command(self._unsub, *gone[i : i + _BATCH], check_health=False)
@@ -201,10 +208,13 @@ class PubSubLink:
                 delay = self._backoff[0]
                 await self._read(conn, set(wanted) if outage else None)
             except asyncio.CancelledError:
+                # close(): the connection may not be published in self._conn yet.
+                await _disconnect(conn)
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self._drop_connection(reason, conn)
+                self._drop_connection(reason)
+                await _disconnect(conn)
                 if not outage:
                     logger.warning("redis pub/sub %s lost: %s", self.name, reason)
                 outage = True
@@ -251,7 +261,11 @@ class PubSubLink:
                 # Redis unsubscribed us without being asked when a Cluster
                 # slot moved to another master: let the owner re-route it.
                 ch = reply[1]
-                if ch in self.channels and self._on_lost is not None:
+                if self._unsub_pending[ch] > 0:
+                    self._unsub_pending[ch] -= 1
+                    if not self._unsub_pending[ch]:
+                        del self._unsub_pending[ch]
+                elif ch in self.channels and self._on_lost is not None:
                     self.channels.discard(ch)
                     self._on_lost(ch)
             elif kind == b"pong" and resubscribed is not None and reply[1] == _BARRIER:
@@ -262,26 +276,23 @@ class PubSubLink:
                     except Exception:
                         logger.exception("on_resubscribed callback failed")
 
-    def _drop_connection(self, reason: str, conn: AbstractConnection | None = None) -> None:
+    def _drop_connection(self, reason: str) -> None:
+        """Mark the link down and fail what waits on it; the caller closes the socket."""
         self._up.clear()
         self._error = reason
-        conn = conn or self._conn
         self._conn = None
         for waiters in self._pending.values():
             for fut in waiters:
                 if not fut.done():
                     fut.set_exception(BrokerError(f"redis unreachable: {reason}"))
         self._pending.clear()
-        if conn is not None:
-            # disconnect(nowait=True) closes the socket without awaiting the
-            # peer; the task only schedules it.
-            task = asyncio.ensure_future(conn.disconnect(nowait=True))
-            task.add_done_callback(_ignore_result)
+        self._unsub_pending.clear()
 
 
-def _ignore_result(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
+async def _disconnect(conn: AbstractConnection) -> None:
+    # nowait: close the socket without waiting for a peer that may be gone.
+    with contextlib.suppress(Exception):
+        await conn.disconnect(nowait=True)
 
 
 class ShardedPubSub:
@@ -303,6 +314,7 @@ class ShardedPubSub:
         self._link_options = link_options
         self.links: dict[str, PubSubLink] = {}
         self._lost: set[bytes] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _link_for(self, channel: bytes) -> PubSubLink:
         node = self._cluster.get_node_from_key(channel.decode())
@@ -352,8 +364,9 @@ class ShardedPubSub:
     def _lost_channel(self, channel: bytes) -> None:
         # The slot moved: refresh the topology, then subscribe on the new owner.
         self._lost.add(channel)
-        task = asyncio.ensure_future(self._reroute())
-        task.add_done_callback(_ignore_result)
+        task = asyncio.create_task(self._reroute())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _reroute(self) -> None:
         with contextlib.suppress(RedisError, OSError):
@@ -367,6 +380,8 @@ class ShardedPubSub:
         self._on_resubscribed(lost)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         links, self.links = list(self.links.values()), {}
         for link in links:
             await link.close()

@@ -110,7 +110,8 @@ return {offset, epoch, 0}
 HISTORY = (
     """
 -- KEYS: stream, meta
--- ARGV: since offset ('' for none), limit (-1 all, 0 none), reverse (1/0),
+-- ARGV: since offset ('' for none), limit (-1 all, 0 none), reverse (1/0:
+--       newest first, and with since: the publications before it),
 --       meta ttl ms, new epoch, size (0: do not trim)
 -- Returns {top offset, epoch, {offset, value, offset, value, ...}}
 local epoch
@@ -147,21 +148,32 @@ while true do
   end
   if dropped < 64 then break end
 end
-local start = '-'
-if ARGV[1] ~= '' then
-  start = tostring(tonumber(ARGV[1]) + 1)
-end
+-- Forward reads what follows since; reverse pages backwards from before it.
 local entries
 if ARGV[3] == '1' then
-  if limit > 0 then
-    entries = redis.call('xrevrange', KEYS[1], '+', start, 'COUNT', limit)
-  else
-    entries = redis.call('xrevrange', KEYS[1], '+', start)
+  local stop = '+'
+  if ARGV[1] ~= '' then
+    local before = tonumber(ARGV[1]) - 1
+    if before < 1 then
+      return {top, epoch, {}}
+    end
+    stop = tostring(before)
   end
-elseif limit > 0 then
-  entries = redis.call('xrange', KEYS[1], start, '+', 'COUNT', limit)
+  if limit > 0 then
+    entries = redis.call('xrevrange', KEYS[1], stop, '-', 'COUNT', limit)
+  else
+    entries = redis.call('xrevrange', KEYS[1], stop, '-')
+  end
 else
-  entries = redis.call('xrange', KEYS[1], start, '+')
+  local start = '-'
+  if ARGV[1] ~= '' then
+    start = tostring(tonumber(ARGV[1]) + 1)
+  end
+  if limit > 0 then
+    entries = redis.call('xrange', KEYS[1], start, '+', 'COUNT', limit)
+  else
+    entries = redis.call('xrange', KEYS[1], start, '+')
+  end
 end
 local out = {}
 for _, e in ipairs(entries) do

@@ -189,8 +189,9 @@ class ClientSession:
     def on_transport_closed(self) -> None:
         """The connection is gone (closed by the peer, or after our close)."""
         if self.state is not ConnState.CLOSED:
+            if self.state is ConnState.CONNECTED:
+                self.ctx.stats.connections_closed += 1
             self.state = ConnState.CLOSED
-            self.ctx.stats.connections_closed += 1
             self._teardown()
 
     def pause_writing(self) -> None:
@@ -415,9 +416,9 @@ class ClientSession:
         self.reply(Reply(id=cmd.id, ping=PingResult()))
 
     async def _send_command(self, cmd: Command) -> None:
-        # Asynchronous messages need an application handler; none is configured,
-        # and the protocol gives send no reply, so it is counted and dropped.
-        self.ctx.stats.limit_hits["send_without_handler"] += 1
+        # Asynchronous messages need an application handler; none exists yet,
+        # and the protocol gives send no reply: it is counted (as a command) and dropped.
+        return
 
     async def _rpc_command(self, cmd: Command) -> None:
         raise ProtocolError(ErrorCode.NOT_AVAILABLE, "rpc is not available: no rpc handlers")
@@ -489,10 +490,11 @@ class ClientSession:
     def _close_now(self, disconnect: Disconnect) -> None:
         if self.state is ConnState.CLOSED:
             return
-        self.state = ConnState.CLOSED
         stats = self.ctx.stats
+        if self.state is ConnState.CONNECTED:
+            stats.connections_closed += 1
+        self.state = ConnState.CLOSED
         stats.disconnects[disconnect.code] += 1
-        stats.connections_closed += 1
         self.outbox.close()
         self._transport.close(disconnect.code, disconnect.reason)
         self._teardown()

@@ -3,8 +3,9 @@
 Request and response bodies are shaped like Centrifugo's HTTP API so that
 existing server-side clients (the ``cent`` library among them) work
 unchanged: a reply is ``{"result": {...}}`` or ``{"error": {"code", "message"}}``
-with HTTP 200; only an unreadable request is a 400, a bad key a 401 and an
-unknown method a 404.
+with HTTP 200 (a body that is not valid JSON for the method is error 107);
+a batch body that cannot be read is a 400, a bad key a 401 and an unknown
+method a 404.
 """
 
 from __future__ import annotations
@@ -220,6 +221,9 @@ class ServerApi:
     # -- connections ------------------------------------------------------------------
 
     def _sessions(self, user: str, client: str) -> list[Any]:
+        if not user and not client:
+            # An empty user would select every anonymous connection: never by accident.
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "user required")
         sessions = self.node.registry.by_user(user)
         if client:
             sessions = [s for s in sessions if s.client_id == client]

@@ -43,7 +43,9 @@ class NodeCollector(Collector):
             "Connections that completed connect.",
             s.connections_accepted,
         )
-        yield _counter("wsfleet_connections_closed", "Connections closed.", s.connections_closed)
+        yield _counter(
+            "wsfleet_connections_closed", "Connected clients that closed.", s.connections_closed
+        )
         yield _counter("wsfleet_messages_in", "Frames received from clients.", s.messages_in)
         yield _counter("wsfleet_bytes_in", "Bytes received from clients.", s.bytes_in)
         yield _counter(

@@ -75,10 +75,17 @@ class Connection(WSListener):
         self.session = ClientSession(self.ctx, self, self.codec, remote=remote)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if transport.is_close_frame_sent:
+            # Closing, by the session or by picows after a protocol error (an
+            # oversized frame, say): nothing more from the peer is processed.
+            # picows may still hand over the rest of the frame it refused.
+            if msg_type is WSMsgType.CLOSE:
+                transport.disconnect()
+            return
         session = self.session
         if session is None:
             return
-        msg_type = frame.msg_type
         if msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
             if msg_type is not self._msg_type:
                 session.on_wrong_frame_type()
@@ -180,7 +187,8 @@ class WebSocketServer:
         )
         return [s.getsockname()[:2] for s in self._server.sockets]
 
-    def stop_listening(self) -> None:
+    async def stop_listening(self) -> None:
         """Stop accepting new TCP connections; open ones are untouched."""
         if self._server is not None:
             self._server.close()
+            self._server = None

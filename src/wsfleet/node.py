@@ -25,6 +25,7 @@ from picows import WSUpgradeRequest
 from wsfleet import __version__
 from wsfleet.auth import TokenVerifier
 from wsfleet.brokers import load_broker
+from wsfleet.brokers.base import BrokerError, HistoryQuery
 from wsfleet.core.channels import ChannelRules
 from wsfleet.core.client import ClientSession, SessionContext
 from wsfleet.core.hub import Hub
@@ -32,7 +33,7 @@ from wsfleet.core.lifecycle import Lifecycle, Phase
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
 from wsfleet.http.server import InternalServer
-from wsfleet.protocol.codes import Disconnect, DisconnectCode
+from wsfleet.protocol.codes import Disconnect, DisconnectCode, ProtocolError
 from wsfleet.settings import Settings
 from wsfleet.transport.websocket import Refusal, WebSocketServer
 
@@ -67,6 +68,7 @@ class Node:
         self._ws: WebSocketServer | None = None
         self._http: InternalServer | None = None
         self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
 
     def _context(self, loop: asyncio.AbstractEventLoop) -> SessionContext:
@@ -106,11 +108,39 @@ class Node:
             return broker
         return None
 
+    # -- broker outages -----------------------------------------------------------------
+
+    def _on_resubscribed(self, channels: set[str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._resync(channels))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _resync(self, channels: set[str]) -> None:
+        """After an outage, send subscribers that missed publications to history."""
+        for channel in channels:
+            try:
+                opts = self.rules.resolve(channel)
+                if not opts.history_enabled:
+                    continue
+                page = await self.broker.history(channel, HistoryQuery(limit=0), opts.history)
+            except (ProtocolError, BrokerError) as exc:
+                log.warning("resync of %s skipped: %s", channel, exc, extra={"event": "resync"})
+                continue
+            count = self.hub.resync_behind(channel, page.position)
+            if count:
+                log.info(
+                    "%d subscriber(s) of %s resync after an outage",
+                    count,
+                    channel,
+                    extra={"event": "resync", "channel": channel},
+                )
+
     # -- start and stop --------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         server = self.settings.server
+        self.broker.on_resubscribed = self._on_resubscribed
         await self.broker.start(self.hub)
         self._http = InternalServer(self)
         self.addresses.internal = await self._http.start(server.internal_host, server.internal_port)

@@ -94,17 +94,29 @@ async def raw_client(
         if connect:
             if protobuf:
                 await ws.send(pb_commands({"id": 1, "connect": {}}))
-                (reply,) = pb_replies(await asyncio.wait_for(ws.recv(), WAIT))
+                (reply,) = pb_replies(await recv_binary(ws))
                 assert reply.id == 1 and reply.HasField("connect")
             else:
                 await ws.send(json.dumps({"id": 1, "connect": {}}))
-                reply = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+                reply = json.loads(await recv_text(ws))
                 assert reply["id"] == 1 and "connect" in reply
         yield ws
 
 
-async def json_replies(ws: ClientConnection) -> list[dict[str, Any]]:
+async def recv_binary(ws: ClientConnection) -> bytes:
     frame = await asyncio.wait_for(ws.recv(), WAIT)
+    assert isinstance(frame, bytes), "a text frame on a Protobuf connection"
+    return frame
+
+
+async def recv_text(ws: ClientConnection) -> str:
+    frame = await asyncio.wait_for(ws.recv(), WAIT)
+    assert isinstance(frame, str), "a binary frame on a JSON connection"
+    return frame
+
+
+async def json_replies(ws: ClientConnection) -> list[dict[str, Any]]:
+    frame = await recv_text(ws)
     return [json.loads(line) for line in frame.splitlines() if line.strip()]
 
 
@@ -232,13 +244,13 @@ async def _duplicate_subscribe(node: RunningNode, watcher: Watcher) -> None:
 async def _duplicate_subscribe_protobuf(node: RunningNode, watcher: Watcher) -> None:
     async with raw_client(node, protobuf=True) as ws:
         await ws.send(pb_commands({"id": 2, "subscribe": {"channel": "dup"}}))
-        (reply,) = pb_replies(await asyncio.wait_for(ws.recv(), WAIT))
+        (reply,) = pb_replies(await recv_binary(ws))
         assert reply.id == 2 and reply.HasField("subscribe")
         await ws.send(pb_commands({"id": 3, "subscribe": {"channel": "dup"}}))
-        (reply,) = pb_replies(await asyncio.wait_for(ws.recv(), WAIT))
+        (reply,) = pb_replies(await recv_binary(ws))
         assert (reply.id, reply.error.code) == (3, 105)
         await ws.send(pb_commands({"id": 4, "ping": {}}))
-        (reply,) = pb_replies(await asyncio.wait_for(ws.recv(), WAIT))
+        (reply,) = pb_replies(await recv_binary(ws))
         assert reply.id == 4 and reply.HasField("ping")
 
 
@@ -360,6 +372,7 @@ async def _ponging_until(ws: ClientConnection, done: asyncio.Event, *, protobuf:
         while True:
             frame = await ws.recv()
             if protobuf:
+                assert isinstance(frame, bytes)
                 assert all(r.ByteSize() == 0 for r in pb_replies(frame))
                 await ws.send(pb_commands({}))
             else:
@@ -376,15 +389,15 @@ async def _ponging_until(ws: ClientConnection, done: asyncio.Event, *, protobuf:
             await answering
     if protobuf:
         await ws.send(pb_commands({"id": 9, "ping": {}}))
-        replies = [r for r in pb_replies(await asyncio.wait_for(ws.recv(), WAIT)) if r.id]
+        replies = [r for r in pb_replies(await recv_binary(ws)) if r.id]
         while not replies:
-            replies = [r for r in pb_replies(await asyncio.wait_for(ws.recv(), WAIT)) if r.id]
+            replies = [r for r in pb_replies(await recv_binary(ws)) if r.id]
         assert replies[0].id == 9 and replies[0].HasField("ping")
     else:
         await ws.send(json.dumps({"id": 9, "ping": {}}))
-        reply = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+        reply = json.loads(await recv_text(ws))
         while reply == {}:
-            reply = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+            reply = json.loads(await recv_text(ws))
         assert reply == {"id": 9, "ping": {}}
 
 

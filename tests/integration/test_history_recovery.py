@@ -157,31 +157,40 @@ async def test_recovery_after_reconnect_delivers_exactly_the_missed(
             await client.disconnect()
 
 
+@pytest.mark.parametrize("how", ["server_close", "tcp_abort"])
 @BOTH_PROTOCOLS
-async def test_recovery_after_the_transport_dies(node: RunningNode, protobuf: bool) -> None:
-    channel = "feed:killed"
+async def test_recovery_after_the_transport_dies(
+    node: RunningNode, protobuf: bool, how: str
+) -> None:
+    channel = f"feed:killed-{how}"
     async with sdk_client(node, protobuf=protobuf) as client, api_client(node) as api:
         _, events = await subscribed(client, channel, recoverable=True)
         await events.next("subscribed")
         await _publish(api, channel, [{"n": 1}])
         await events.next("pub")
-        # The server drops the connection with a reconnect code (as a drain
-        # would); the SDK reconnects by itself while publications continue.
-        await api.disconnect(
-            cent.DisconnectRequest(
-                user="",
-                client=client.client_id,
-                disconnect=cent.Disconnect(code=3011, reason="force reconnect"),
+        if how == "server_close":
+            # The server closes with a reconnect code (as a drain would).
+            await api.disconnect(
+                cent.DisconnectRequest(
+                    user="",
+                    client=client.client_id,
+                    disconnect=cent.Disconnect(code=3011, reason="force reconnect"),
+                )
             )
-        )
+        else:
+            # The TCP connection dies under the SDK, without a close frame.
+            conn = client._conn
+            assert conn is not None
+            conn.transport.abort()
+        # The SDK reconnects by itself while publications continue.
         resubscribing = await events.next("subscribing")
-        assert resubscribing.code  # transport closed
+        assert resubscribing.code  # not subscribe(): the transport closed
         await _publish(api, channel, [{"n": n} for n in range(2, 6)])
         again = await events.next("subscribed")
         assert again.was_recovering
+        assert again.recovered  # whether it came back before the publications or after
         got = [value(p.data)["n"] for p in await events.take("pub", 4)]
         assert got == [2, 3, 4, 5]
-        assert again.recovered
 
 
 async def test_too_many_missed_is_not_recovered(node: RunningNode) -> None:
@@ -314,7 +323,7 @@ async def test_delta_flag_on_the_wire(node: RunningNode) -> None:
         assert reply["subscribe"]["delta"] is True
         for n in range(3):
             await api.publish(cent.PublishRequest(channel=channel, data=_document(n)))
-        pushes = []
+        pushes: list[dict[str, Any]] = []
         while len(pushes) < 3:
             frame = await asyncio.wait_for(ws.recv(), WAIT)
             pushes += [json.loads(line) for line in frame.splitlines() if line.strip()]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
 from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition
@@ -137,7 +138,16 @@ class BrokerEventHandler(Protocol):
 
 
 class Broker(abc.ABC):
-    """Fan-out and history. One instance per node."""
+    """Fan-out and history. One instance per node.
+
+    on_resubscribed: set by the node. A broker whose delivery was interrupted
+    (a lost connection to its backend) calls it, once delivery is restored,
+    with the channels whose publications in the gap this node did not get;
+    the node then makes their subscribers recover from history. None: nobody
+    listens.
+    """
+
+    on_resubscribed: Callable[[set[str]], None] | None = None
 
     @abc.abstractmethod
     async def start(self, handler: BrokerEventHandler) -> None:

@@ -259,6 +259,24 @@ class Hub:
         """Channels the broker is subscribed to for this node."""
         return set(self._broker_channels)
 
+    def resync_behind(self, channel: str, top: StreamPosition) -> int:
+        """Make positioned subscribers that are behind ``top`` recover; return how many.
+
+        Called after the broker restored a lost delivery path: what was
+        published meanwhile never reached this node, and no later publication
+        may come to reveal the gap.
+        """
+        behind = [
+            sub
+            for sub in self.subscribers(channel)
+            if sub.positioned
+            and sub.state is SubState.SUBSCRIBED
+            and (sub.epoch != top.epoch or sub.offset < top.offset)
+        ]
+        for sub in behind:
+            sub.subscriber.on_insufficient_state(sub)
+        return len(behind)
+
     # -- broker events ----------------------------------------------------------
 
     def on_publication(

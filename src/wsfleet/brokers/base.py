@@ -25,8 +25,8 @@ Rules every implementation follows:
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition

@@ -26,6 +26,8 @@ from wsfleet.auth import mint_connection_token, mint_subscription_token
 
 SECRET = "auth-flow-secret-that-is-long-enough-for-hs256"
 API_KEY = "auth-flow-key"
+CLOSE_DELAY = 1.0
+"""Seconds an expired connection may stay before the server closes it."""
 
 CONFIG = {
     "channel": {
@@ -49,7 +51,7 @@ async def node() -> AsyncIterator[RunningNode]:
     overrides = {
         "auth.token_hmac_secret": SECRET,
         "api.key": API_KEY,
-        "client.expired_close_delay": 0.5,
+        "client.expired_close_delay": CLOSE_DELAY,
         "client.user_personal_channel": True,
     }
     async with running_node(overrides, config=CONFIG) as running:
@@ -138,12 +140,12 @@ async def test_connection_refresh_keeps_the_client_connected(node: RunningNode) 
     ):
         first_id = client.client_id
         _, sub_events = await subscribed(client, "open:refresh")
-        # Wait until the first token is long past its expiry (and past the
-        # server's close delay): the client refreshed and stayed.
-        while len(issued) < 4:
+        # Stay until the first token is past its expiry and the server's close
+        # delay (with a margin): the client must have refreshed to be here.
+        deadline = issued[0] + 2 + CLOSE_DELAY + 0.5
+        while time.time() < deadline:
             await asyncio.sleep(0.1)
-            assert time.time() - issued[0] < 30, "refreshes stopped"
-        assert time.time() > issued[0] + 2 + 0.5
+        assert len(issued) >= 2  # the token of the connect, then refreshed ones
         assert events.events.pending("connecting") == []
         assert events.events.pending("disconnected") == []
         assert client.client_id == first_id

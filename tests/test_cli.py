@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import jwt
+import pytest
 
 WSFLEET = [sys.executable, "-m", "wsfleet.cli"]
 
@@ -146,9 +147,14 @@ def test_check_config_and_serve_refuse_an_unusable_key(tmp_path: Path) -> None:
         assert "token_rsa_public_key" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_serve_refuses_the_rabbitmq_broker_it_does_not_have() -> None:
-    done = subprocess.run(
-        [*WSFLEET, "serve", "--broker", "amqp://guest:guest@127.0.0.1/"], capture_output=True,
-        text=True, env=_env(), timeout=30,
-    )
-    assert done.returncode == 2 and "broker.url" in done.stderr and "Traceback" not in done.stderr
+@pytest.mark.parametrize(
+    "url", ["amqp://guest:guest@127.0.0.1/", "redis://a:6379,b:6379/0", "kafka://x:9092"]
+)
+def test_check_config_and_serve_refuse_a_broker_url_they_cannot_use(url: str) -> None:
+    env = _env(WSFLEET_BROKER_URL=url)
+    for command in (["check-config"], ["serve"]):
+        done = subprocess.run(
+            [*WSFLEET, *command], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert done.returncode != 0, command
+        assert "broker.url" in done.stderr and "Traceback" not in done.stderr, done.stderr

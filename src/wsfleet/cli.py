@@ -111,22 +111,20 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _runtime_problems(settings: Settings) -> list[str]:
-    """What only building the node finds: unusable keys, an unavailable broker kind."""
+    """What only building the node finds: unusable keys, a broker URL it cannot use."""
     from wsfleet.auth import TokenVerifier
-    from wsfleet.brokers import ALLOWED_SCHEMES
+    from wsfleet.brokers import check_broker_url
 
     problems = []
     try:
         TokenVerifier(settings.auth)
     except ValueError as exc:
         problems.append(f"auth: {exc}")
-    scheme = settings.broker.url.split("://", 1)[0].lower()
-    if scheme in ("amqp", "amqps"):
-        problems.append(
-            f"broker.url = {settings.broker.url!r}: the RabbitMQ broker is not available "
-            f"in this version; allowed: "
-            f"{', '.join(s + '://' for s in ALLOWED_SCHEMES if not s.startswith('amqp'))}"
-        )
+    broker = settings.broker
+    try:
+        check_broker_url(broker.url, key_prefix=broker.key_prefix)
+    except BrokerConfigError as exc:
+        problems.append(f"broker.url = {broker.url!r}: {exc}")
     return problems
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import sys
 import types
-from typing import Any
 
 import pytest
 
-from wsfleet.brokers import ALLOWED_SCHEMES, BrokerConfigError, load_broker
+from wsfleet.brokers import ALLOWED_SCHEMES, BrokerConfigError, check_broker_url, load_broker
 from wsfleet.brokers.memory import MemoryBroker
 
 
@@ -21,27 +19,23 @@ def test_memory_url_gives_one_memory_broker_for_both_roles(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "mode", "tls"),
     [
-        "redis://localhost:6379/0",
-        "rediss://cache.example:6380",
-        "redis+sentinel://s1:26379,s2:26379/mymaster",
-        "redis+cluster://n1:7000,n2:7001",
+        ("redis://localhost:6379/0", "standalone", False),
+        ("rediss://cache.example:6380", "standalone", True),
+        ("redis+sentinel://s1:26379,s2:26379/mymaster", "sentinel", False),
+        ("redis+cluster://n1:7000,n2:7001", "cluster", False),
     ],
 )
-def test_redis_urls_go_to_the_redis_module(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    calls: list[tuple[str, dict[str, Any]]] = []
-    pair = (object(), object())
+async def test_redis_urls_give_a_redis_broker_without_connecting(
+    url: str, mode: str, tls: bool
+) -> None:
+    from wsfleet.brokers.redis import RedisBroker
 
-    def create_redis_broker(url: str, **kwargs: Any) -> tuple[object, object]:
-        calls.append((url, kwargs))
-        return pair
-
-    fake = types.ModuleType("wsfleet.brokers.redis")
-    fake.create_redis_broker = create_redis_broker  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "wsfleet.brokers.redis", fake)
-    assert load_broker(url, key_prefix="fleet-a", node_id="node-1") == pair
-    assert calls == [(url, {"key_prefix": "fleet-a", "node_id": "node-1"})]
+    broker, presence = load_broker(url, key_prefix="fleet-a", node_id="node-1")
+    assert isinstance(broker, RedisBroker) and presence is broker
+    assert (broker.target.mode, broker.target.tls) == (mode, tls)
+    await broker.close()  # never started: nothing to wait for
 
 
 def _failing_import(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
@@ -81,3 +75,21 @@ def test_unknown_scheme_lists_the_allowed_ones(url: str) -> None:
         load_broker(url)
     for scheme in ALLOWED_SCHEMES:
         assert f"{scheme}://" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix", "message"),
+    [
+        ("redis://a:6379,b:6379/0", "wsfleet", "one host"),
+        ("redis+sentinel://s1:26379", "wsfleet", "master"),
+        ("redis://localhost:6379/0", "bad{prefix}", "braces"),
+    ],
+)
+def test_a_redis_url_or_prefix_that_cannot_work_is_a_config_error(
+    url: str, prefix: str, message: str
+) -> None:
+    # A configuration error, not a traceback at start: check-config reports it too.
+    with pytest.raises(BrokerConfigError, match=message):
+        check_broker_url(url, key_prefix=prefix)
+    with pytest.raises(BrokerConfigError, match=message):
+        load_broker(url, key_prefix=prefix)

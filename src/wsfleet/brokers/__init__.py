@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from wsfleet.brokers.base import Broker, PresenceManager
 
-__all__ = ["ALLOWED_SCHEMES", "BrokerConfigError", "load_broker"]
+__all__ = ["ALLOWED_SCHEMES", "BrokerConfigError", "check_broker_url", "load_broker"]
 
 _MEMORY_SCHEMES = ("memory",)
 _REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster")
@@ -45,20 +45,41 @@ def load_broker(
         one. Ignored by the memory broker.
 
     Raises :class:`BrokerConfigError` for an unknown scheme, a broker this
-    version does not ship, or a missing optional dependency.
+    version does not ship, a malformed URL or prefix, or a missing optional
+    dependency (see :func:`check_broker_url`).
     """
-    scheme = urlsplit(url).scheme.lower()
+    scheme = check_broker_url(url, key_prefix=key_prefix)
     if scheme in _MEMORY_SCHEMES:
         from wsfleet.brokers.memory import MemoryBroker
 
         broker = MemoryBroker()
         return broker, broker
+    module = _import_optional("wsfleet.brokers.redis", package="redis", extra="redis")
+    pair = module.create_redis_broker(url, key_prefix=key_prefix, node_id=node_id)
+    return cast("tuple[Broker, PresenceManager]", pair)
+
+
+def check_broker_url(url: str, *, key_prefix: str = "wsfleet") -> str:
+    """Check that ``url`` and ``key_prefix`` name a broker this install can build.
+
+    Connects to nothing, so ``wsfleet check-config`` can use it. Returns the
+    URL's scheme; raises :class:`BrokerConfigError` saying what is wrong.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in _MEMORY_SCHEMES:
+        return scheme
     if scheme in _REDIS_SCHEMES:
         module = _import_optional("wsfleet.brokers.redis", package="redis", extra="redis")
-        pair = module.create_redis_broker(url, key_prefix=key_prefix, node_id=node_id)
-        return cast("tuple[Broker, PresenceManager]", pair)
+        try:
+            module.check_redis_config(url, key_prefix=key_prefix)
+        except ValueError as exc:
+            raise BrokerConfigError(str(exc)) from exc
+        return scheme
     if scheme in _AMQP_SCHEMES:
-        raise BrokerConfigError("the RabbitMQ broker is not available in this version")
+        usable = ", ".join(f"{s}://" for s in _MEMORY_SCHEMES + _REDIS_SCHEMES)
+        raise BrokerConfigError(
+            f"the RabbitMQ broker is not available in this version; use one of: {usable}"
+        )
     allowed = ", ".join(f"{s}://" for s in ALLOWED_SCHEMES)
     shown = f"{scheme}://" if scheme else "no scheme"
     raise BrokerConfigError(f"unknown broker URL scheme ({shown}); use one of: {allowed}")

@@ -118,8 +118,7 @@ class RedisBroker(Broker, PresenceManager):
         ping_interval: float = 2.0,
         max_in_flight: int = 64,
     ) -> None:
-        if "{" in key_prefix or "}" in key_prefix:
-            raise ValueError(f"key_prefix {key_prefix!r} must not contain braces")
+        _check_prefix(key_prefix)
         self.target = target
         self.on_resubscribed: Callable[[set[str]], None] | None = None
         self._prefix = key_prefix
@@ -400,6 +399,18 @@ class RedisBroker(Broker, PresenceManager):
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         clients, users = await self._script("presence_stats", self._presence_keys(channel), [])
         return int(clients), int(users)
+
+
+def _check_prefix(key_prefix: str) -> None:
+    # Braces would change which part of a key Redis Cluster hashes.
+    if "{" in key_prefix or "}" in key_prefix:
+        raise ValueError(f"key_prefix {key_prefix!r} must not contain braces")
+
+
+def check_redis_config(url: str, *, key_prefix: str = "wsfleet") -> None:
+    """Raise ValueError when ``url`` or ``key_prefix`` cannot make a broker; connects nothing."""
+    parse_redis_url(url)
+    _check_prefix(key_prefix)
 
 
 def create_redis_broker(

@@ -167,7 +167,7 @@ class Node:
         self.lifecycle.advance(Phase.DRAINING)
         try:
             if self._ws is not None:
-                await self._ws.stop_listening()
+                self._ws.stop_listening()
             for session in list(self.registry):
                 session.close(disconnect)
             await asyncio.sleep(0)  # let close frames reach the sockets

@@ -45,6 +45,7 @@ from wsfleet.protocol.codes import (
     UnsubscribeCode,
 )
 from wsfleet.protocol.messages import (
+    COMMAND_METHODS,
     EMPTY,
     ClientInfo,
     Command,
@@ -59,9 +60,7 @@ from wsfleet.protocol.messages import (
     SubRefreshRequest,
     SubRefreshResult,
     SubscribeRequest,
-    SubscribeResult,
     Unsubscribe,
-    UnsubscribeResult,
     raw,
 )
 from wsfleet.protocol.messages import Subscribe as SubscribePush
@@ -188,11 +187,7 @@ class ClientSession:
 
     def on_transport_closed(self) -> None:
         """The connection is gone (closed by the peer, or after our close)."""
-        if self.state is not ConnState.CLOSED:
-            if self.state is ConnState.CONNECTED:
-                self.ctx.stats.connections_closed += 1
-            self.state = ConnState.CLOSED
-            self._teardown()
+        self._enter_closed()
 
     def pause_writing(self) -> None:
         self.outbox.pause()
@@ -290,24 +285,9 @@ class ClientSession:
     def _handler_for(self, cmd: Command) -> tuple[str, Callable[[Command], Awaitable[None]]]:
         if cmd.id == 0 and cmd.send is None:
             raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "command without id")
-        flow = self.subs
-        queries = self.queries
-        table: tuple[tuple[object, str, Callable[[Command], Awaitable[None]]], ...] = (
-            (cmd.subscribe, "subscribe", flow.handle_subscribe),
-            (cmd.unsubscribe, "unsubscribe", flow.handle_unsubscribe),
-            (cmd.publish, "publish", queries.handle_publish),
-            (cmd.presence, "presence", queries.handle_presence),
-            (cmd.presence_stats, "presence_stats", queries.handle_presence_stats),
-            (cmd.history, "history", queries.handle_history),
-            (cmd.ping, "ping", self._ping_command),
-            (cmd.send, "send", self._send_command),
-            (cmd.rpc, "rpc", self._rpc_command),
-            (cmd.refresh, "refresh", self._refresh_command),
-            (cmd.sub_refresh, "sub_refresh", self._sub_refresh_command),
-        )
-        for value, name, handler in table:
-            if value is not None:
-                return name, handler
+        for method, route in _ROUTES.items():
+            if getattr(cmd, method) is not None:
+                return method, route(self)
         raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "unknown command")
 
     # -- connect -----------------------------------------------------------------------
@@ -416,9 +396,10 @@ class ClientSession:
         self.reply(Reply(id=cmd.id, ping=PingResult()))
 
     async def _send_command(self, cmd: Command) -> None:
-        # Asynchronous messages need an application handler; none exists yet,
-        # and the protocol gives send no reply: it is counted (as a command) and dropped.
-        return
+        """Drop an asynchronous message: it needs an application handler, and none exists.
+
+        The protocol gives ``send`` no reply; the command counter still counts it.
+        """
 
     async def _rpc_command(self, cmd: Command) -> None:
         raise ProtocolError(ErrorCode.NOT_AVAILABLE, "rpc is not available: no rpc handlers")
@@ -490,16 +471,18 @@ class ClientSession:
     def _close_now(self, disconnect: Disconnect) -> None:
         if self.state is ConnState.CLOSED:
             return
-        stats = self.ctx.stats
-        if self.state is ConnState.CONNECTED:
-            stats.connections_closed += 1
-        self.state = ConnState.CLOSED
-        stats.disconnects[disconnect.code] += 1
+        self.ctx.stats.disconnects[disconnect.code] += 1
         self.outbox.close()
         self._transport.close(disconnect.code, disconnect.reason)
-        self._teardown()
+        self._enter_closed()
 
-    def _teardown(self) -> None:
+    def _enter_closed(self) -> None:
+        """The one transition to CLOSED, whoever closed: count it, release everything."""
+        if self.state is ConnState.CLOSED:
+            return
+        if self.state is ConnState.CONNECTED:
+            self.ctx.stats.connections_closed += 1
+        self.state = ConnState.CLOSED
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -548,31 +531,27 @@ class ClientSession:
 
 _PING = Reply()
 
+_Handler = Callable[[Command], Awaitable[None]]
+
+# Which handler serves each request field (connect is handled before routing).
+# Built once, not per command.
+_ROUTES: dict[str, Callable[[ClientSession], _Handler]] = {
+    "subscribe": lambda s: s.subs.handle_subscribe,
+    "unsubscribe": lambda s: s.subs.handle_unsubscribe,
+    "publish": lambda s: s.queries.handle_publish,
+    "presence": lambda s: s.queries.handle_presence,
+    "presence_stats": lambda s: s.queries.handle_presence_stats,
+    "history": lambda s: s.queries.handle_history,
+    "ping": lambda s: s._ping_command,
+    "send": lambda s: s._send_command,
+    "rpc": lambda s: s._rpc_command,
+    "refresh": lambda s: s._refresh_command,
+    "sub_refresh": lambda s: s._sub_refresh_command,
+}
+
 
 def _is_empty(cmd: Command) -> bool:
-    return all(getattr(cmd, name) is None for name in _REQUEST_FIELDS)
+    return all(getattr(cmd, name) is None for name in COMMAND_METHODS)
 
 
-_REQUEST_FIELDS = (
-    "connect",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "presence",
-    "presence_stats",
-    "history",
-    "ping",
-    "send",
-    "rpc",
-    "refresh",
-    "sub_refresh",
-)
-
-__all__ = [
-    "ClientSession",
-    "ConnState",
-    "SessionContext",
-    "SubscribeResult",
-    "Transport",
-    "UnsubscribeResult",
-]
+__all__ = ["ClientSession", "ConnState", "SessionContext", "Transport"]

@@ -187,7 +187,7 @@ class WebSocketServer:
         )
         return [s.getsockname()[:2] for s in self._server.sockets]
 
-    async def stop_listening(self) -> None:
+    def stop_listening(self) -> None:
         """Stop accepting new TCP connections; open ones are untouched."""
         if self._server is not None:
             self._server.close()

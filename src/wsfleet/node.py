@@ -24,7 +24,7 @@ from picows import WSUpgradeRequest
 
 from wsfleet import __version__
 from wsfleet.auth import TokenVerifier
-from wsfleet.brokers import load_broker
+from wsfleet.brokers import load_broker, shown_url
 from wsfleet.brokers.base import BrokerError, HistoryQuery
 from wsfleet.core.channels import ChannelRules
 from wsfleet.core.client import ClientSession, SessionContext
@@ -154,7 +154,7 @@ class Node:
                 "node": self.name,
                 "public": _fmt(self.addresses.public),
                 "internal": _fmt(self.addresses.internal),
-                "broker": self.settings.broker.url.split("@")[-1],
+                "broker": shown_url(self.settings.broker.url),
             },
         )
 

@@ -7,7 +7,13 @@ import types
 
 import pytest
 
-from wsfleet.brokers import ALLOWED_SCHEMES, BrokerConfigError, check_broker_url, load_broker
+from wsfleet.brokers import (
+    ALLOWED_SCHEMES,
+    BrokerConfigError,
+    check_broker_url,
+    load_broker,
+    shown_url,
+)
 from wsfleet.brokers.memory import MemoryBroker
 
 
@@ -93,3 +99,15 @@ def test_a_redis_url_or_prefix_that_cannot_work_is_a_config_error(
         check_broker_url(url, key_prefix=prefix)
     with pytest.raises(BrokerConfigError, match=message):
         load_broker(url, key_prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:s3cret@cache:6379/0", "redis://cache:6379/0"),
+        ("redis+sentinel://:pw@s1:26379,s2:26379/main", "redis+sentinel://s1:26379,s2:26379/main"),
+        ("memory://", "memory://"),
+    ],
+)
+def test_shown_url_never_carries_credentials(url: str, shown: str) -> None:
+    assert shown_url(url) == shown

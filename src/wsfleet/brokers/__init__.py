@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 
 from wsfleet.brokers.base import Broker, PresenceManager
 
-__all__ = ["ALLOWED_SCHEMES", "BrokerConfigError", "check_broker_url", "load_broker"]
+__all__ = [
+    "ALLOWED_SCHEMES",
+    "BrokerConfigError",
+    "check_broker_url",
+    "load_broker",
+    "shown_url",
+]
 
 _MEMORY_SCHEMES = ("memory",)
 _REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster")
@@ -97,3 +103,12 @@ def _import_optional(module: str, *, package: str, extra: str) -> ModuleType:
         raise BrokerConfigError(
             f"the {package!r} package is missing: install wsfleet[{extra}]"
         ) from exc
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for logs and ``/status``: any user name and password removed."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url.rpartition("@")[2]
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"

@@ -202,6 +202,9 @@ class Hub:
     def channels(self) -> Iterator[str]:
         return iter(self._channels)
 
+    def num_subscribers(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
     def subscribers(self, channel: str) -> list[Subscription]:
         return list(self._channels.get(channel, {}).values())
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from msgspec import Raw, Struct
 
-from wsfleet.brokers.base import BrokerError, HistoryQuery, PublishOptions
+from wsfleet.brokers.base import NO_HISTORY, BrokerError, HistoryQuery, PublishOptions
 from wsfleet.protocol.codes import Disconnect, DisconnectCode, ErrorCode, ProtocolError
 from wsfleet.protocol.messages import EMPTY, ClientInfo, Publication, StreamPosition, raw
 
@@ -171,11 +171,8 @@ class ServerApi:
         delta: bool,
     ) -> dict[str, object]:
         opts = self.node.rules.resolve(_require(channel, "channel"))
-        history = opts.history
-        if skip_history:
-            history = type(history)()
         options = PublishOptions(
-            history=history,
+            history=NO_HISTORY if skip_history else opts.history,
             idempotency_key=idempotency_key,
             delta=delta or opts.options.delta_publish,
         )
@@ -304,7 +301,7 @@ class ServerApi:
         for channel in hub.channels():
             if req.pattern and not fnmatch.fnmatchcase(channel, req.pattern):
                 continue
-            result[channel] = {"num_clients": len(hub.subscribers(channel))}
+            result[channel] = {"num_clients": hub.num_subscribers(channel)}
         return {"channels": result}
 
     async def info(self, body: bytes) -> object:

@@ -22,6 +22,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import ProcessCollector
 
+from wsfleet.brokers import shown_url
 from wsfleet.http.api import ApiBadRequest, ServerApi
 from wsfleet.http.metrics import CONTENT_TYPE, build_registry, render
 
@@ -82,11 +83,15 @@ class InternalServer:
 
     async def status(self, request: web.Request) -> web.Response:
         node = self._node
-        body = dict(node.snapshot())
-        body["ready"] = node.not_ready_reason() is None
-        body["not_ready_reason"] = node.not_ready_reason() or ""
-        body["broker"] = node.settings.broker.url.split("@")[-1]
-        body["nodes"] = [node.snapshot()]
+        snapshot = node.snapshot()
+        reason = node.not_ready_reason()
+        body = {
+            **snapshot,
+            "ready": reason is None,
+            "not_ready_reason": reason or "",
+            "broker": shown_url(node.settings.broker.url),
+            "nodes": [snapshot],
+        }
         return _json(body)
 
     # -- server API ----------------------------------------------------------------------

@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
 from tests.redis_servers import EventLog, RedisServer, redis_server
-from wsfleet.brokers.base import BrokerError, HistoryOptions, HistoryQuery, PublishOptions
+from wsfleet.brokers.base import (
+    BrokerError,
+    HistoryOptions,
+    HistoryQuery,
+    PublishOptions,
+    PublishResult,
+)
 from wsfleet.brokers.redis import RedisBroker, create_redis_broker
 from wsfleet.protocol.messages import Publication, StreamPosition, raw
 
@@ -44,6 +51,27 @@ async def node(server: RedisServer) -> AsyncIterator[tuple[RedisBroker, EventLog
     await broker.close()
 
 
+@dataclass
+class LiveRoom:
+    """A node subscribed to "room" that received one publication."""
+
+    broker: RedisBroker
+    events: EventLog
+    first: PublishResult
+    resubscribed: list[set[str]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def room(node: tuple[RedisBroker, EventLog]) -> LiveRoom:
+    broker, events = node
+    await broker.subscribe("room")
+    first = await broker.publish("room", pub(1), KEEP)
+    assert (await events.next()).position == first.position
+    live = LiveRoom(broker, events, first)
+    broker.on_resubscribed = live.resubscribed.append
+    return live
+
+
 async def wait_until(predicate: object, *, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not predicate():  # type: ignore[operator]
@@ -53,14 +81,9 @@ async def wait_until(predicate: object, *, within: float = 10.0) -> None:
 
 
 async def test_outage_raises_fast_then_pubsub_heals_itself_with_a_new_epoch(
-    server: RedisServer, node: tuple[RedisBroker, EventLog]
+    server: RedisServer, room: LiveRoom
 ) -> None:
-    broker, events = node
-    resubscribed: list[set[str]] = []
-    broker.on_resubscribed = resubscribed.append
-    await broker.subscribe("room")
-    first = await broker.publish("room", pub(1), KEEP)
-    assert (await events.next()).position == first.position
+    broker, events, first, resubscribed = room.broker, room.events, room.first, room.resubscribed
     assert broker.unavailable_reason() is None
 
     server.kill()
@@ -125,14 +148,9 @@ async def test_start_fails_fast_when_redis_is_down() -> None:
 
 
 async def test_position_survives_a_reconnect_without_data_loss(
-    server: RedisServer, node: tuple[RedisBroker, EventLog]
+    server: RedisServer, room: LiveRoom
 ) -> None:
-    broker, events = node
-    resubscribed: list[set[str]] = []
-    broker.on_resubscribed = resubscribed.append
-    await broker.subscribe("room")
-    first = await broker.publish("room", pub(1), KEEP)
-    await events.next()
+    broker, events, first, resubscribed = room.broker, room.events, room.first, room.resubscribed
     # Kill only the pub/sub connection (Redis keeps its data): same epoch after.
     server.cli("client", "kill", "type", "pubsub")
     await wait_until(lambda: bool(resubscribed))

@@ -189,31 +189,19 @@ async def test_unrefreshed_connection_is_closed_as_expired(node: RunningNode) ->
 async def test_subscription_token_required(node: RunningNode, protobuf: bool) -> None:
     channel = "secret:vault"
     async with sdk_client(node, protobuf=protobuf, token=token("alice")) as client:
-        denied = SubEvents()
-        sub = client.new_subscription(channel, denied)
-        await sub.subscribe()
-        assert (await denied.next("unsubscribed")).code == 103
-        client.remove_subscription(sub)
-
-        wrong = SubEvents()
-        sub = client.new_subscription(
-            channel,
-            wrong,
-            token=mint_subscription_token(SECRET, user="alice", channel="secret:other"),
-        )
-        await sub.subscribe()
-        assert (await wrong.next("unsubscribed")).code == 103
-        client.remove_subscription(sub)
-
-        other_user = SubEvents()
-        sub = client.new_subscription(
-            channel,
-            other_user,
-            token=mint_subscription_token(SECRET, user="bob", channel=channel),
-        )
-        await sub.subscribe()
-        assert (await other_user.next("unsubscribed")).code == 103
-        client.remove_subscription(sub)
+        refused = {
+            "no token": "",
+            "token for another channel": mint_subscription_token(
+                SECRET, user="alice", channel="secret:other"
+            ),
+            "token of another user": mint_subscription_token(SECRET, user="bob", channel=channel),
+        }
+        for case, sub_token in refused.items():
+            denied = SubEvents()
+            sub = client.new_subscription(channel, denied, token=sub_token)
+            await sub.subscribe()
+            assert (await denied.next("unsubscribed")).code == 103, case
+            client.remove_subscription(sub)
 
         good_token = mint_subscription_token(SECRET, user="alice", channel=channel)
         sub, events = await subscribed(client, channel, token=good_token)

@@ -193,43 +193,61 @@ async def test_recovery_after_the_transport_dies(
         assert got == [2, 3, 4, 5]
 
 
+async def _away_after_one(
+    node: RunningNode, api: cent.AsyncClient, channel: str
+) -> tuple[Any, Any, Any]:
+    """A recoverable subscriber that received publication 1 and then disconnected."""
+    client = new_client(node)
+    await client.connect()
+    _, events = await subscribed(client, channel, recoverable=True)
+    first = await events.next("subscribed")
+    await _publish(api, channel, [{"n": 1}])
+    await events.next("pub")
+    await client.disconnect()
+    return client, events, first
+
+
+async def _assert_not_recovered_then_live(
+    api: cent.AsyncClient, client: Any, events: Any, channel: str, top: int
+) -> None:
+    await client.connect()
+    try:
+        again = await events.next("subscribed")
+        assert again.was_recovering
+        assert not again.recovered
+        assert again.stream_position is not None
+        assert again.stream_position.offset == top
+        # Nothing partial was replayed; live delivery resumes from the top.
+        await _publish(api, channel, [{"n": top + 1}])
+        live = await events.next("pub")
+        assert live.offset == top + 1
+        assert events.events.pending("pub") == []
+    finally:
+        await client.disconnect()
+
+
 async def test_too_many_missed_is_not_recovered(node: RunningNode) -> None:
     channel = "small:gap"
     async with api_client(node) as api:
-        client = new_client(node)
-        await client.connect()
-        _, events = await subscribed(client, channel, recoverable=True)
-        await events.next("subscribed")
-        await _publish(api, channel, [{"n": 1}])
-        await events.next("pub")
-        await client.disconnect()
+        client, events, _ = await _away_after_one(node, api, channel)
         await _publish(api, channel, [{"n": n} for n in range(2, 8)])  # 6 missed, 3 kept
-        await client.connect()
-        try:
-            again = await events.next("subscribed")
-            assert again.was_recovering
-            assert not again.recovered
-            assert again.stream_position is not None
-            assert again.stream_position.offset == 7
-            # Nothing partial was replayed; live delivery resumes from the top.
-            await _publish(api, channel, [{"n": 8}])
-            live = await events.next("pub")
-            assert live.offset == 8
-            assert events.events.pending("pub") == []
-        finally:
-            await client.disconnect()
+        await _assert_not_recovered_then_live(api, client, events, channel, top=7)
+
+
+async def test_a_gap_over_the_recovery_limit_is_not_recovered() -> None:
+    # History keeps all 6 missed publications, but a recovery may return at most 3.
+    limits = {"dev": True, "client.recovery_max_publication_limit": 3}
+    async with running_node(limits, config=NAMESPACES) as node, api_client(node) as api:
+        channel = "feed:limited"
+        client, events, _ = await _away_after_one(node, api, channel)
+        await _publish(api, channel, [{"n": n} for n in range(2, 8)])
+        await _assert_not_recovered_then_live(api, client, events, channel, top=7)
 
 
 async def test_new_epoch_is_not_recovered(node: RunningNode) -> None:
     channel = "brief:epoch"
     async with api_client(node) as api:
-        client = new_client(node)
-        await client.connect()
-        _, events = await subscribed(client, channel, recoverable=True)
-        old = (await events.next("subscribed")).stream_position
-        await _publish(api, channel, [{"n": 1}])
-        await events.next("pub")
-        await client.disconnect()
+        client, events, first = await _away_after_one(node, api, channel)
         # The stream's metadata lives one second past its last activity; after
         # that the channel starts over in a new epoch.
         await asyncio.sleep(1.5)
@@ -239,7 +257,7 @@ async def test_new_epoch_is_not_recovered(node: RunningNode) -> None:
             again = await events.next("subscribed")
             assert again.was_recovering
             assert not again.recovered
-            assert again.stream_position.epoch != old.epoch
+            assert again.stream_position.epoch != first.stream_position.epoch
             assert again.stream_position.offset == 1
         finally:
             await client.disconnect()

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import cent
@@ -268,3 +268,29 @@ class Watcher:
     async def stop(self) -> None:
         if self.client is not None:
             await self.client.disconnect()
+
+
+Abuse = Callable[[RunningNode, Watcher], Awaitable[None]]
+
+
+async def with_watcher(node: RunningNode, abuse: Abuse, *, protobuf: bool = False) -> None:
+    """Run ``abuse`` while a :class:`Watcher` must keep getting every publication.
+
+    Publications go out before, during (the abuse calls ``watcher.publish``)
+    and after; then a new client must still be able to connect and receive.
+    """
+    async with api_client(node) as api:
+        watcher = Watcher(node, api, "watched")
+        await watcher.start(protobuf=protobuf)
+        try:
+            await watcher.publish()
+            await abuse(node, watcher)
+            await watcher.publish()
+            await watcher.check()
+            async with sdk_client(node) as fresh:  # the node still takes new clients
+                _, events = await subscribed(fresh, "watched")
+                await watcher.publish()
+                await watcher.check()
+                assert (await events.next("pub")).offset == watcher.published
+        finally:
+            await watcher.stop()

@@ -33,10 +33,16 @@ def pb_replies(frame: bytes) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def raw_client(
-    node: RunningNode, *, protobuf: bool = False, connect: bool = True, max_queue: int = 16
+    node: RunningNode,
+    *,
+    protobuf: bool = False,
+    connect: bool = True,
+    token: str = "",
+    max_queue: int = 16,
 ) -> AsyncIterator[ClientConnection]:
     """A raw WebSocket to the node, by default after a successful connect command.
 
+    token: the connection token sent with connect ("" sends none).
     max_queue: frames the client buffers before it stops reading the socket.
     """
     subprotocols: Any = ["centrifuge-protobuf"] if protobuf else None
@@ -44,12 +50,13 @@ async def raw_client(
         node.ws_url, subprotocols=subprotocols, proxy=None, max_size=None, max_queue=max_queue
     ) as ws:
         if connect:
+            request = {"token": token} if token else {}
             if protobuf:
-                await ws.send(pb_commands({"id": 1, "connect": {}}))
+                await ws.send(pb_commands({"id": 1, "connect": request}))
                 (reply,) = pb_replies(await recv_binary(ws))
                 assert reply["id"] == 1 and "connect" in reply
             else:
-                await ws.send(json.dumps({"id": 1, "connect": {}}))
+                await ws.send(json.dumps({"id": 1, "connect": request}))
                 reply = json.loads(await recv_text(ws))
                 assert reply["id"] == 1 and "connect" in reply
         yield ws

@@ -13,12 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.integration.clients import WAIT, Watcher, api_client, sdk_client, subscribed
+from tests.integration.clients import (
+    WAIT,
+    Abuse,
+    Watcher,
+    with_watcher,
+)
 from tests.integration.raw import (
     closed_with,
     json_replies,
@@ -45,29 +50,6 @@ LIMITS = {
 async def node() -> AsyncIterator[RunningNode]:
     async with running_node(LIMITS) as running:
         yield running
-
-
-# -- the frame around every abuse ---------------------------------------------------------
-
-Abuse = Callable[[RunningNode, Watcher], Awaitable[None]]
-
-
-async def _with_watcher(node: RunningNode, abuse: Abuse, *, protobuf: bool = False) -> None:
-    async with api_client(node) as api:
-        watcher = Watcher(node, api, "watched")
-        await watcher.start(protobuf=protobuf)
-        try:
-            await watcher.publish()
-            await abuse(node, watcher)
-            await watcher.publish()
-            await watcher.check()
-            async with sdk_client(node) as fresh:  # the node still takes new clients
-                _, events = await subscribed(fresh, "watched")
-                await watcher.publish()
-                await watcher.check()
-                assert (await events.next("pub")).offset == watcher.published
-        finally:
-            await watcher.stop()
 
 
 async def _malformed_json(node: RunningNode, watcher: Watcher) -> None:
@@ -255,7 +237,7 @@ CASES: dict[str, Abuse] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_bad_input_is_refused_and_others_lose_nothing(node: RunningNode, case: str) -> None:
-    await _with_watcher(node, CASES[case], protobuf=case.endswith("protobuf"))
+    await with_watcher(node, CASES[case], protobuf=case.endswith("protobuf"))
 
 
 async def test_many_abusers_at_once(node: RunningNode) -> None:
@@ -264,7 +246,7 @@ async def test_many_abusers_at_once(node: RunningNode) -> None:
     async def all_at_once(node: RunningNode, watcher: Watcher) -> None:
         await asyncio.gather(*(abuse(node, watcher) for abuse in CASES.values()))
 
-    await _with_watcher(node, all_at_once)
+    await with_watcher(node, all_at_once)
 
 
 # -- pings, pongs and the connect deadline ------------------------------------------------
@@ -343,7 +325,7 @@ async def test_client_that_never_pongs_is_closed(pinging_node: RunningNode, prot
                 assert received and all(json.loads(f) == {} for f in received)
             await answering
 
-    await _with_watcher(pinging_node, silent, protobuf=protobuf)
+    await with_watcher(pinging_node, silent, protobuf=protobuf)
     assert pinging_node.node.stats.disconnects[3012] == 1  # neither the polite one nor the SDK
 
 
@@ -358,4 +340,4 @@ async def test_connection_without_connect_command_is_closed(
             assert code == 3502
             assert received == []
 
-    await _with_watcher(pinging_node, idle)
+    await with_watcher(pinging_node, idle)

@@ -1,5 +1,6 @@
-"""Namespace permissions that depend on who asks: user-limited channels,
-subscriber-only publish and history, and subscription token expiry."""
+"""Namespace options that depend on who asks or override what the client asked:
+user-limited channels, subscriber-only publish and history, subscription token
+expiry, forced recovery and forced join/leave."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ CONFIG = {
                 "history_ttl": 300,
             },
             {"name": "vault"},  # subscription tokens only
+            {
+                "name": "forced",
+                "allow_subscribe_for_client": True,
+                "history_size": 10,
+                "history_ttl": 300,
+                "force_recovery": True,
+                "join_leave": True,
+                "force_push_join_leave": True,
+            },
         ]
     }
 }
@@ -83,3 +93,16 @@ async def test_an_unrefreshed_subscription_token_ends_the_subscription_with_2501
         assert push["push"]["channel"] == "vault:gold"
         assert push["push"]["unsubscribe"]["code"] == 2501
         assert ws.close_code is None  # the connection itself stays
+
+
+async def test_forced_options_apply_to_a_client_that_did_not_ask(node: RunningNode) -> None:
+    channel = "forced:room"
+    async with sdk_client(node, token=token("alice")) as alice:
+        # Neither recoverable nor join_leave asked for.
+        _, events = await subscribed(alice, channel)
+        first = await events.next("subscribed")
+        assert first.recoverable  # force_recovery
+        async with sdk_client(node, token=token("bob")) as bob:
+            await subscribed(bob, channel)
+            assert (await events.next("join")).user == "bob"  # force_push_join_leave
+        assert (await events.next("leave")).user == "bob"

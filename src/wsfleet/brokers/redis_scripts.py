@@ -149,31 +149,25 @@ while true do
   if dropped < 64 then break end
 end
 -- Forward reads what follows since; reverse pages backwards from before it.
-local entries
+-- Both read the same way: one range command from `first` towards `last`.
+local command, first, last = 'xrange', '-', '+'
 if ARGV[3] == '1' then
-  local stop = '+'
+  command, first, last = 'xrevrange', '+', '-'
   if ARGV[1] ~= '' then
     local before = tonumber(ARGV[1]) - 1
     if before < 1 then
       return {top, epoch, {}}
     end
-    stop = tostring(before)
+    first = tostring(before)
   end
-  if limit > 0 then
-    entries = redis.call('xrevrange', KEYS[1], stop, '-', 'COUNT', limit)
-  else
-    entries = redis.call('xrevrange', KEYS[1], stop, '-')
-  end
+elseif ARGV[1] ~= '' then
+  first = tostring(tonumber(ARGV[1]) + 1)
+end
+local entries
+if limit > 0 then
+  entries = redis.call(command, KEYS[1], first, last, 'COUNT', limit)
 else
-  local start = '-'
-  if ARGV[1] ~= '' then
-    start = tostring(tonumber(ARGV[1]) + 1)
-  end
-  if limit > 0 then
-    entries = redis.call('xrange', KEYS[1], start, '+', 'COUNT', limit)
-  else
-    entries = redis.call('xrange', KEYS[1], start, '+')
-  end
+  entries = redis.call(command, KEYS[1], first, last)
 end
 local out = {}
 for _, e in ipairs(entries) do

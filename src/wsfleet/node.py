@@ -4,18 +4,22 @@ Everything is wired here and nowhere else: the broker, the hub, the session
 context, the public WebSocket listener and the internal HTTP server. Startup
 and shutdown are ordered and idempotent:
 
-start: broker -> internal HTTP (so /livez answers during startup) -> public
-listener -> phase READY.
+start: broker -> fleet registration (so presence written by the first
+clients counts) -> internal HTTP (so /livez answers during startup) ->
+public listener -> phase READY.
 stop: phase DRAINING -> stop accepting -> close connections with the
-shutdown code -> broker -> internal HTTP last -> phase STOPPED.
+shutdown code -> leave the fleet -> broker -> internal HTTP last -> phase
+STOPPED.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import resource
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -25,13 +29,15 @@ from picows import WSUpgradeRequest
 from wsfleet import __version__
 from wsfleet.auth import TokenVerifier
 from wsfleet.brokers import load_broker, shown_url
-from wsfleet.brokers.base import BrokerError, HistoryQuery
+from wsfleet.brokers.base import BrokerError, HistoryQuery, NodeInfo
 from wsfleet.core.channels import ChannelRules
 from wsfleet.core.client import ClientSession, SessionContext
 from wsfleet.core.hub import Hub
 from wsfleet.core.lifecycle import Lifecycle, Phase
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
+from wsfleet.core.user_limit import UserConnections
+from wsfleet.fleet import FleetMember
 from wsfleet.http.server import InternalServer
 from wsfleet.protocol.codes import Disconnect, DisconnectCode, ProtocolError
 from wsfleet.settings import Settings
@@ -54,15 +60,34 @@ class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.server.node_name or f"{socket.gethostname()}-{os.getpid()}"
+        # Unique per process life: a restarted node is a new member of the fleet.
+        self.uid = secrets.token_hex(6)
         self.started_at = time.time()
         self.stats = NodeStats()
         self.lifecycle = Lifecycle()
         self.rules = ChannelRules(settings.channel, settings.client, dev=settings.dev)
-        self.broker, self.presence = load_broker(
-            settings.broker.url, key_prefix=settings.broker.key_prefix, node_id=self.name
+        self.broker, self.presence, fleet = load_broker(
+            settings.broker.url, key_prefix=settings.broker.key_prefix, node_id=self.uid
         )
         self.hub = Hub(self.broker, self.stats)
         self.registry: ConnectionRegistry[ClientSession] = ConnectionRegistry()
+        self.users = UserConnections(
+            fleet,
+            self.uid,
+            limit=settings.client.user_connection_limit,
+            user_count=self.registry.user_count,
+            stats=self.stats,
+        )
+        self.fleet = FleetMember(
+            fleet,
+            uid=self.uid,
+            settings=settings.fleet,
+            describe=self.describe,
+            registry=self.registry,
+            hub=self.hub,
+            users=self.users,
+            monotonic=time.monotonic,
+        )
         self.tokens = TokenVerifier(settings.auth)
         self.addresses = Addresses()
         self._ws: WebSocketServer | None = None
@@ -84,6 +109,7 @@ class Node:
             allow_anonymous=self.settings.auth.allow_anonymous_connect_without_token,
             stats=self.stats,
             registry=self.registry,
+            users=self.users,
             loop=loop,
             clock=time.time,
             monotonic=time.monotonic,
@@ -97,6 +123,11 @@ class Node:
             reason = self.lifecycle.phase.value
             self.stats.handshakes_refused[reason] += 1
             return Refusal(503, f"node is {reason}", retry_after=1)
+        if not self.fleet.take_connection():
+            self.stats.handshakes_refused["fleet_rate"] += 1
+            self.stats.limit_hits["fleet_connection_rate"] += 1
+            wait = max(1, math.ceil(self.fleet.retry_after()))
+            return Refusal(503, "fleet connection rate limit", retry_after=wait)
         return None
 
     def not_ready_reason(self) -> str | None:
@@ -142,16 +173,23 @@ class Node:
         server = self.settings.server
         self.broker.on_resubscribed = self._on_resubscribed
         await self.broker.start(self.hub)
+        try:
+            await self.fleet.start()
+        except BrokerError:
+            await self.broker.close()
+            raise
         self._http = InternalServer(self)
         self.addresses.internal = await self._http.start(server.internal_host, server.internal_port)
         self._ws = WebSocketServer(self._context(loop), self.gate)
         self.addresses.public = await self._ws.start(server.host, server.port)
         self.lifecycle.advance(Phase.READY)
+        await self.fleet.beat()  # the registry shows the node ready at once
         log.info(
             "node ready",
             extra={
                 "event": "ready",
                 "node": self.name,
+                "uid": self.uid,
                 "public": _fmt(self.addresses.public),
                 "internal": _fmt(self.addresses.internal),
                 "broker": shown_url(self.settings.broker.url),
@@ -171,6 +209,7 @@ class Node:
             for session in list(self.registry):
                 session.close(disconnect)
             await asyncio.sleep(0)  # let close frames reach the sockets
+            await self.fleet.stop()
             await self.broker.close()
         finally:
             if self._http is not None:
@@ -181,10 +220,44 @@ class Node:
 
     # -- what /status and the info API report ---------------------------------------------
 
+    def describe(self) -> NodeInfo:
+        """This node as the fleet registry lists it."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return NodeInfo(
+            uid=self.uid,
+            name=self.name,
+            version=__version__,
+            phase=self.lifecycle.phase.value,
+            public=self._advertised(self.addresses.public),
+            internal=self._advertised(self.addresses.internal),
+            num_clients=len(self.registry),
+            num_users=self.registry.num_users,
+            num_subs=self.hub.num_subscriptions,
+            num_channels=self.hub.num_channels,
+            cpu=round(usage.ru_utime + usage.ru_stime, 3),
+            rss=_rss_bytes(),
+            started_at=self.started_at,
+            updated_at=time.time(),
+        )
+
+    def _advertised(self, addrs: list[tuple[str, int]]) -> tuple[str, ...]:
+        host = self.settings.server.advertise_host
+        out = []
+        for bound, port in addrs:
+            shown = host or (socket.gethostname() if bound in ("0.0.0.0", "::", "") else bound)
+            out.append(f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}")
+        return tuple(out)
+
+    def fleet_view(self, nodes: list[NodeInfo]) -> list[dict[str, object]]:
+        """The fleet as ``/status`` and the info API list it; this node's entry is fresh."""
+        now = time.time()
+        others = [n for n in nodes if n.uid != self.uid]
+        return [_node_entry(n, now) for n in [self.describe(), *others]]
+
     def snapshot(self) -> dict[str, object]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
-            "uid": self.name,
+            "uid": self.uid,
             "name": self.name,
             "version": __version__,
             "phase": self.lifecycle.phase.value,
@@ -195,6 +268,24 @@ class Node:
             "uptime": int(time.time() - self.started_at),
             "process": {"cpu": usage.ru_utime + usage.ru_stime, "rss": _rss_bytes()},
         }
+
+
+def _node_entry(info: NodeInfo, now: float) -> dict[str, object]:
+    return {
+        "uid": info.uid,
+        "name": info.name,
+        "version": info.version,
+        "phase": info.phase,
+        "public": list(info.public),
+        "internal": list(info.internal),
+        "num_clients": info.num_clients,
+        "num_users": info.num_users,
+        "num_subs": info.num_subs,
+        "num_channels": info.num_channels,
+        "uptime": int(now - info.started_at),
+        "process": {"cpu": info.cpu, "rss": info.rss},
+        "seen_ago": round(max(0.0, now - info.updated_at), 3),
+    }
 
 
 def _rss_bytes() -> int:

@@ -45,6 +45,11 @@ class ServerSettings:
     node_name: str = opt(
         "", "Name of this node in logs, /status and the fleet registry; empty: hostname-pid."
     )
+    advertise_host: str = opt(
+        "",
+        "Host other nodes and tools reach this node at, as listed in the fleet registry; "
+        "empty: the listen address, or the hostname when listening on all interfaces.",
+    )
     log_format: Literal["json", "text"] = opt(
         "json", "Log line format: json (production) or text (a terminal)."
     )
@@ -60,6 +65,25 @@ class BrokerSettings:
     )
     key_prefix: str = opt(
         "wsfleet", "Prefix of every key and channel the broker uses in a shared backend."
+    )
+
+
+@dataclass(kw_only=True)
+class FleetSettings:
+    heartbeat_interval: float = opt(
+        3.0,
+        "Seconds between registry heartbeats. A node that stops heartbeating drops out of "
+        "the registry, and its clients out of presence, within twice this.",
+        min=0.05,
+    )
+    connection_rate_limit: float = opt(
+        0.0,
+        "New connections per second the whole fleet accepts; each node takes an equal share "
+        "and refuses the rest with 503 and Retry-After. 0: no limit.",
+        min=0,
+    )
+    survey_timeout: float = opt(
+        2.0, "Seconds the channels API waits for the other nodes' answers.", min=0.05
     )
 
 
@@ -115,6 +139,12 @@ class ClientSettings:
     )
     max_frame_bytes: int = opt(
         64 * 1024, "Coalesced outgoing frames are cut at about this size, bytes.", min=1024
+    )
+    user_connection_limit: int = opt(
+        0,
+        "Connections one user may hold across the whole fleet; over it the connect fails "
+        "with 3504 (connection limit). Anonymous connections are not counted. 0: no limit.",
+        min=0,
     )
     max_subscriptions: int = opt(
         128,
@@ -240,6 +270,7 @@ class Settings:
     )
     server: ServerSettings = section(ServerSettings, "Listeners and logging.")
     broker: BrokerSettings = section(BrokerSettings, "The backplane.")
+    fleet: FleetSettings = section(FleetSettings, "The node registry and fleet-wide limits.")
     auth: AuthSettings = section(AuthSettings, "Connection and subscription tokens.")
     api: ApiSettings = section(ApiSettings, "The server HTTP API on the internal port.")
     client: ClientSettings = section(ClientSettings, "Per-connection behaviour and limits.")

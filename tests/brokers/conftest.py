@@ -42,7 +42,7 @@ import pytest
 
 # Private redis-server fixtures for the "redis" backends below (session-scoped).
 from tests.redis_servers import session_redis, session_redis_cluster  # noqa: F401
-from wsfleet.brokers.base import Broker, PresenceManager, PublishOptions
+from wsfleet.brokers.base import Broker, FleetState, NodeInfo, PresenceManager, PublishOptions
 from wsfleet.brokers.memory import MemoryBroker
 from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition, raw
 
@@ -154,11 +154,34 @@ class Recorder:
 
 
 class BrokerNode(NamedTuple):
-    """One started node: its broker, presence manager and event recorder."""
+    """One started node: its broker, presence manager, fleet state and event recorder.
+
+    The node is registered in the fleet (presence only counts entries of live
+    nodes) for :data:`REGISTERED_TTL` seconds; ``uid`` is its registry id.
+    """
 
     broker: Broker
     presence: PresenceManager
     events: Recorder
+    fleet: FleetState
+    uid: str
+
+
+REGISTERED_TTL = 3600.0
+
+
+@asynccontextmanager
+async def registered(
+    broker: Broker, presence: PresenceManager, fleet: FleetState, uid: str
+) -> AsyncIterator[BrokerNode]:
+    """Start ``broker`` with a recorder and a registry entry; close both on exit."""
+    recorder = Recorder()
+    await broker.start(recorder)
+    try:
+        await fleet.heartbeat(NodeInfo(uid=uid, name=uid), ttl=REGISTERED_TTL)
+        yield BrokerNode(broker, presence, recorder, fleet, uid)
+    finally:
+        await broker.close()
 
 
 class BrokerFactory(abc.ABC):
@@ -222,12 +245,8 @@ class MemoryFactory(BrokerFactory):
             raise RuntimeError("the memory backend has a single node")
         self._made = True
         broker = MemoryBroker(clock=self.clock)
-        recorder = Recorder()
-        await broker.start(recorder)
-        try:
-            yield BrokerNode(broker, broker, recorder)
-        finally:
-            await broker.close()
+        async with registered(broker, broker, broker.fleet, "memory-node") as node:
+            yield node
 
     def __call__(self) -> AbstractAsyncContextManager[BrokerNode]:
         return self._node()
@@ -258,15 +277,10 @@ class RedisFactory(BrokerFactory):
     async def _node(self) -> AsyncIterator[BrokerNode]:
         from wsfleet.brokers.redis import create_redis_broker
 
-        broker, presence = create_redis_broker(
-            self.url, key_prefix=self.prefix, node_id=f"node{next(self._nodes)}"
-        )
-        recorder = Recorder()
-        await broker.start(recorder)
-        try:
-            yield BrokerNode(broker, presence, recorder)
-        finally:
-            await broker.close()
+        uid = f"node{next(self._nodes)}"
+        broker, presence = create_redis_broker(self.url, key_prefix=self.prefix, node_id=uid)
+        async with registered(broker, presence, broker.fleet, uid) as node:
+            yield node
 
     def __call__(self) -> AbstractAsyncContextManager[BrokerNode]:
         return self._node()

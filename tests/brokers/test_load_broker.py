@@ -19,9 +19,10 @@ from wsfleet.brokers.memory import MemoryBroker
 
 @pytest.mark.parametrize("url", ["memory://", "MEMORY://", "memory://anything?x=1"])
 def test_memory_url_gives_one_memory_broker_for_both_roles(url: str) -> None:
-    broker, presence = load_broker(url)
+    broker, presence, fleet = load_broker(url)
     assert isinstance(broker, MemoryBroker)
     assert presence is broker
+    assert fleet is broker.fleet
 
 
 @pytest.mark.parametrize(
@@ -38,8 +39,9 @@ async def test_redis_urls_give_a_redis_broker_without_connecting(
 ) -> None:
     from wsfleet.brokers.redis import RedisBroker
 
-    broker, presence = load_broker(url, key_prefix="fleet-a", node_id="node-1")
+    broker, presence, fleet = load_broker(url, key_prefix="fleet-a", node_id="node-1")
     assert isinstance(broker, RedisBroker) and presence is broker
+    assert fleet is broker.fleet
     assert (broker.target.mode, broker.target.tls) == (mode, tls)
     await broker.close()  # never started: nothing to wait for
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.redis_servers import EventLog, RedisSentinel, RedisServer, redis_sentinel, redis_server
-from wsfleet.brokers.base import HistoryOptions, HistoryQuery, PublishOptions
+from wsfleet.brokers.base import HistoryOptions, HistoryQuery, NodeInfo, PublishOptions
 from wsfleet.brokers.redis import RedisBroker, create_redis_broker
 from wsfleet.brokers.redis_codec import ChannelKeys
 from wsfleet.brokers.redis_url import parse_redis_url
@@ -28,10 +29,18 @@ def server() -> Iterator[RedisServer]:
         yield started
 
 
-async def start(url: str, prefix: str = "fleet") -> tuple[RedisBroker, EventLog]:
-    broker, _ = create_redis_broker(url, key_prefix=prefix)
+_uids = itertools.count(1)
+
+
+async def start(
+    url: str, prefix: str = "fleet", *, ttl: float = 3600.0
+) -> tuple[RedisBroker, EventLog]:
+    """A started broker registered as a live node for ``ttl`` seconds."""
+    uid = f"n{next(_uids)}"
+    broker, _ = create_redis_broker(url, key_prefix=prefix, node_id=uid)
     recorder = EventLog()
     await broker.start(recorder)
+    await broker.fleet.heartbeat(NodeInfo(uid=uid, name=uid), ttl=ttl)
     return broker, recorder
 
 
@@ -75,15 +84,43 @@ async def test_idempotency_across_nodes_returns_the_first_result(two_nodes) -> N
 
 @pytest.mark.redis
 @pytest.mark.slow
-async def test_presence_of_a_dead_node_expires_on_other_nodes(two_nodes) -> None:
+async def test_presence_entries_expire_without_refresh(two_nodes) -> None:
     (a, _), (b, _) = two_nodes
     await a.add_presence("lobby", "c1", ClientInfo(user="u1", client="c1"), ttl=0.5)
     await b.add_presence("lobby", "c2", ClientInfo(user="u2", client="c2"), ttl=60)
     assert set(await b.presence("lobby")) == {"c1", "c2"}
-    # Node a "dies": it stops refreshing. Its entry vanishes for everyone.
+    # Node a stops refreshing c1: its entry vanishes for everyone.
     await asyncio.sleep(0.8)
     assert set(await b.presence("lobby")) == {"c2"}
     assert await a.presence_stats("lobby") == (1, 1)
+
+
+@pytest.mark.redis
+async def test_presence_of_a_node_that_left_the_registry_is_not_answered(
+    server: RedisServer,
+) -> None:
+    # The dead node's entries have a long TTL; they stop counting when its
+    # registry entry expires, long before the TTL.
+    dying, _ = await start(server.url, ttl=0.4)
+    live, _ = await start(server.url)
+    try:
+        await dying.add_presence("hall", "d1", ClientInfo(user="ann", client="d1"), ttl=60)
+        await dying.add_presence("hall", "d2", ClientInfo(user="bob", client="d2"), ttl=60)
+        await live.add_presence("hall", "l1", ClientInfo(user="ann", client="l1"), ttl=60)
+        assert set(await live.presence("hall")) == {"d1", "d2", "l1"}
+        assert await live.presence_stats("hall") == (3, 2)
+        await asyncio.sleep(0.6)
+        assert set(await live.presence("hall")) == {"l1"}
+        assert await live.presence_stats("hall") == (1, 1)
+        # The entries are only hidden: a node that heartbeats again (back
+        # from a partition) is answered again, minus what it removed.
+        await dying.remove_presence("hall", "d1", "ann")
+        await dying.fleet.heartbeat(NodeInfo(uid=dying.uid, name="back"), ttl=60)
+        assert set(await live.presence("hall")) == {"d2", "l1"}
+        assert await live.presence_stats("hall") == (2, 2)
+    finally:
+        await dying.close()
+        await live.close()
 
 
 @pytest.mark.redis

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import cast
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from wsfleet.brokers.base import Broker, PresenceManager
+from wsfleet.brokers.base import Broker, FleetState, PresenceManager
 
 __all__ = [
     "ALLOWED_SCHEMES",
+    "Backplane",
     "BrokerConfigError",
     "check_broker_url",
     "load_broker",
@@ -35,20 +36,26 @@ class BrokerConfigError(ValueError):
     """The broker URL names no usable broker: the operator's configuration is wrong."""
 
 
-def load_broker(
-    url: str, *, key_prefix: str = "wsfleet", node_id: str = ""
-) -> tuple[Broker, PresenceManager]:
-    """Build the broker and presence manager a broker URL names.
+class Backplane(NamedTuple):
+    """What a node uses its backend for; one backend may serve all three."""
 
-    ``memory://`` gives one :class:`~wsfleet.brokers.memory.MemoryBroker` that
-    is both. ``redis://``, ``rediss://``, ``redis+sentinel://`` and
-    ``redis+cluster://`` give the Redis backplane.
+    broker: Broker
+    presence: PresenceManager
+    fleet: FleetState
+
+
+def load_broker(url: str, *, key_prefix: str = "wsfleet", node_id: str = "") -> Backplane:
+    """Build the broker, presence manager and fleet state a broker URL names.
+
+    ``memory://`` gives one :class:`~wsfleet.brokers.memory.MemoryBroker` (a
+    fleet of one node). ``redis://``, ``rediss://``, ``redis+sentinel://``
+    and ``redis+cluster://`` give the Redis backplane.
 
     key_prefix: prefix of every key and pub/sub channel the broker uses in a
         shared backend (default ``"wsfleet"``), so several fleets can share one.
         Ignored by the memory broker.
-    node_id: this node's identity in the backend; empty lets the broker pick
-        one. Ignored by the memory broker.
+    node_id: this node's uid in the backend (presence entries are tagged
+        with it); empty lets the broker pick one. Ignored by the memory broker.
 
     Raises :class:`BrokerConfigError` for an unknown scheme, a broker this
     version does not ship, a malformed URL or prefix, or a missing optional
@@ -58,11 +65,11 @@ def load_broker(
     if scheme in _MEMORY_SCHEMES:
         from wsfleet.brokers.memory import MemoryBroker
 
-        broker = MemoryBroker()
-        return broker, broker
+        memory = MemoryBroker()
+        return Backplane(memory, memory, memory.fleet)
     module = _import_optional("wsfleet.brokers.redis", package="redis", extra="redis")
-    pair = module.create_redis_broker(url, key_prefix=key_prefix, node_id=node_id)
-    return cast("tuple[Broker, PresenceManager]", pair)
+    redis, _ = module.create_redis_broker(url, key_prefix=key_prefix, node_id=node_id)
+    return Backplane(redis, redis, redis.fleet)
 
 
 def check_broker_url(url: str, *, key_prefix: str = "wsfleet") -> str:

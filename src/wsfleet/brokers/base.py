@@ -20,6 +20,10 @@ Rules every implementation follows:
   does not hold, nor history an offset that was never delivered.
 * Publications on one channel reach each node in offset order.
 * Event handler callbacks run on the event loop and must not block.
+
+The same backend also keeps the fleet's shared state (:class:`FleetState`):
+which nodes are alive, how many connections each user holds on each node,
+and a control channel between nodes.
 """
 
 from __future__ import annotations
@@ -220,3 +224,83 @@ class PresenceManager(abc.ABC):
     @abc.abstractmethod
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         """Live (clients, distinct users) counts."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeInfo:
+    """One node as the fleet registry shows it; refreshed by every heartbeat.
+
+    uid: unique per process life (a restarted node has a new one); name: the
+    configured node name; public/internal: ``host:port`` addresses others
+    can reach; started_at/updated_at: Unix seconds.
+    """
+
+    uid: str
+    name: str
+    version: str = ""
+    phase: str = ""
+    public: tuple[str, ...] = ()
+    internal: tuple[str, ...] = ()
+    num_clients: int = 0
+    num_users: int = 0
+    num_subs: int = 0
+    num_channels: int = 0
+    cpu: float = 0.0
+    """CPU seconds the process used."""
+    rss: int = 0
+    """Resident memory of the process, bytes."""
+    started_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class FleetState(abc.ABC):
+    """What the nodes of one fleet share besides channels.
+
+    * The registry: each node heartbeats its :class:`NodeInfo` with a time to
+      live; a node whose entry has expired is dead to the rest of the fleet,
+      and the presence entries it added are no longer answered.
+    * Per-user connection counts by node, for a fleet-wide per-user limit;
+      the counts of dead nodes do not count.
+    * Control messages: :meth:`publish_control` reaches :attr:`on_control` on
+      every node subscribed at that moment, the sender's own included; at
+      most once, no ordering between senders, nothing kept for nodes that
+      are down.
+
+    on_control: set by the node before ``start``; None drops control messages.
+    """
+
+    on_control: Callable[[bytes], None] | None = None
+
+    @abc.abstractmethod
+    async def heartbeat(self, info: NodeInfo, *, ttl: float) -> bool:
+        """Record ``info`` as alive for ``ttl`` seconds.
+
+        Returns False when the node was not alive in the registry before this
+        call (its first heartbeat, or it had dropped out, e.g. after a long
+        outage or a backend that lost its data), True otherwise.
+        """
+
+    @abc.abstractmethod
+    async def leave(self, uid: str) -> None:
+        """Remove the node and the user counts it holds, at once (a clean stop)."""
+
+    @abc.abstractmethod
+    async def nodes(self) -> list[NodeInfo]:
+        """The live nodes, in no particular order."""
+
+    @abc.abstractmethod
+    async def claim_user_connection(self, uid: str, user: str, *, count: int, limit: int) -> bool:
+        """Set node ``uid``'s count of ``user``'s connections to ``count`` unless
+        the user's connections on all live nodes would then exceed ``limit``.
+
+        ``count`` includes the connection being admitted. Returns whether it
+        was admitted; when not, nothing changes.
+        """
+
+    @abc.abstractmethod
+    async def set_user_connections(self, uid: str, counts: dict[str, int]) -> None:
+        """Set node ``uid``'s connection counts of several users; 0 removes a user."""
+
+    @abc.abstractmethod
+    async def publish_control(self, message: bytes) -> None:
+        """Send ``message`` to every node's :attr:`on_control`."""

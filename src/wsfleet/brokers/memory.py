@@ -36,6 +36,7 @@ from wsfleet.brokers.base import (
     PublishOptions,
     PublishResult,
 )
+from wsfleet.brokers.memory_fleet import MemoryFleet
 from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition
 
 __all__ = ["SWEEP_INTERVAL", "MemoryBroker"]
@@ -132,6 +133,7 @@ class MemoryBroker(Broker, PresenceManager):
         # channel -> client id -> (info, expire_at)
         self._presence: dict[str, dict[str, tuple[ClientInfo, float]]] = {}
         self._next_sweep = -math.inf
+        self.fleet = MemoryFleet(clock=clock)
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -12,7 +12,10 @@ master, or a Cluster) act as one server. What each part does:
   (:mod:`~wsfleet.brokers.redis_pubsub`, the choice is measured in
   ``docs/topics/redis.md``);
 * presence: per channel a hash of client infos and a sorted set of expiry
-  times; a dead node's entries vanish once their TTL passes.
+  times; each entry names its node, and reads leave out the entries of
+  nodes that dropped out of the fleet registry (they expire later by TTL);
+* the fleet state (registry, per-user counts, control channel) shares the
+  client and the pub/sub link (:mod:`~wsfleet.brokers.redis_fleet`).
 
 Failures raise :class:`BrokerError` within the socket timeout; no call retries
 on its own. The pub/sub link heals by itself and then calls
@@ -58,6 +61,8 @@ from wsfleet.brokers.redis_codec import (
     parse_frame,
     publication_frame,
 )
+from wsfleet.brokers.redis_fleet import SCRIPTS as FLEET_SCRIPTS
+from wsfleet.brokers.redis_fleet import RedisFleet
 from wsfleet.brokers.redis_pubsub import PubSubLink, ShardedPubSub
 from wsfleet.brokers.redis_scripts import (
     HISTORY,
@@ -92,8 +97,8 @@ class RedisBroker(Broker, PresenceManager):
     key_prefix: first part of every key and pub/sub channel (default
         "wsfleet"); fleets with different prefixes share a Redis without
         seeing each other. Must not contain braces (they are hash tags).
-    node_id: this node's name, shown by ``CLIENT LIST`` on the Redis side;
-        empty sets no client name.
+    node_id: this node's uid in the fleet: presence entries are tagged with
+        it, and ``CLIENT LIST`` on the Redis side shows it; empty: a random one.
     socket_timeout: seconds any command may take before it raises
         :class:`BrokerError` (default 1.5).
     connect_timeout: seconds to open a connection (default 1.0).
@@ -122,7 +127,7 @@ class RedisBroker(Broker, PresenceManager):
         self.target = target
         self.on_resubscribed: Callable[[set[str]], None] | None = None
         self._prefix = key_prefix
-        self._node_id = node_id
+        self._node_id = node_id or secrets.token_hex(6)
         self._socket_timeout = socket_timeout
         self._connect_timeout = connect_timeout
         self._ping_interval = ping_interval
@@ -140,6 +145,13 @@ class RedisBroker(Broker, PresenceManager):
         # Redis pub/sub channel -> wsfleet channel, for what this node wants.
         self._subscribed: dict[bytes, str] = {}
         self._closed = False
+        self.fleet = RedisFleet(key_prefix, run_script=self._script, publish=self._publish_raw)
+        self._control = self.fleet.keys.control.encode()
+
+    @property
+    def uid(self) -> str:
+        """The node uid presence entries are tagged with."""
+        return self._node_id
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -155,17 +167,10 @@ class RedisBroker(Broker, PresenceManager):
             socket_timeout=self._socket_timeout,
             connect_timeout=self._connect_timeout,
             max_connections=self._max_in_flight,
-            client_name=f"wsfleet:{self._node_id}" if self._node_id else None,
+            client_name=f"wsfleet:{self._node_id}",
         )
         self._client = client
-        for name, lua in (
-            ("publish", PUBLISH),
-            ("history", HISTORY),
-            ("presence_add", PRESENCE_ADD),
-            ("presence_remove", PRESENCE_REMOVE),
-            ("presence_get", PRESENCE_GET),
-            ("presence_stats", PRESENCE_STATS),
-        ):
+        for name, lua in {**_SCRIPTS, **FLEET_SCRIPTS}.items():
             self._scripts[name] = client.register_script(lua)
         link_options: dict[str, Any] = {
             "on_message": self._on_message,
@@ -177,6 +182,7 @@ class RedisBroker(Broker, PresenceManager):
             if isinstance(client, RedisCluster):
                 self._sharded = ShardedPubSub(client, on_state=lambda: None, **link_options)
                 await self._sharded.start(wait=self._connect_timeout)
+                await self._sharded.subscribe([self._control], wait=self._connect_timeout)
             else:
                 self._link = PubSubLink(
                     client.connection_pool.make_connection,
@@ -185,6 +191,7 @@ class RedisBroker(Broker, PresenceManager):
                     **link_options,
                 )
                 await self._link.start(wait=self._connect_timeout * 2)
+                await self._link.subscribe([self._control])
         except (RedisError, OSError) as exc:
             await self.close()
             raise BrokerError(f"redis unreachable: {exc}") from exc
@@ -260,6 +267,11 @@ class RedisBroker(Broker, PresenceManager):
         return self._link
 
     def _on_message(self, redis_channel: bytes, frame: bytes) -> None:
+        if redis_channel == self._control:
+            on_control = self.fleet.on_control
+            if on_control is not None and not self._closed:
+                on_control(frame)
+            return
         handler = self._handler
         channel = self._subscribed.get(redis_channel)
         if handler is None or channel is None:
@@ -344,9 +356,11 @@ class RedisBroker(Broker, PresenceManager):
         await self._publish_frame(channel, b"l" + encode_info(info))
 
     async def _publish_frame(self, channel: str, frame: bytes) -> None:
+        await self._publish_raw(ChannelKeys(self._prefix, channel).pubsub, frame)
+
+    async def _publish_raw(self, redis_channel: str, frame: bytes) -> None:
         client = self._redis()
-        pubsub = ChannelKeys(self._prefix, channel).pubsub
-        await self._run(lambda: client.execute_command(self._publish_command, pubsub, frame))
+        await self._run(lambda: client.execute_command(self._publish_command, redis_channel, frame))
 
     # -- history -----------------------------------------------------------
 
@@ -378,7 +392,7 @@ class RedisBroker(Broker, PresenceManager):
 
     def _presence_keys(self, channel: str) -> list[str]:
         keys = ChannelKeys(self._prefix, channel)
-        return [keys.presence_hash, keys.presence_expiry, keys.presence_users]
+        return [keys.presence_hash, keys.presence_expiry, keys.presence_users, keys.presence_nodes]
 
     async def add_presence(
         self, channel: str, client_id: str, info: ClientInfo, *, ttl: float
@@ -386,19 +400,32 @@ class RedisBroker(Broker, PresenceManager):
         await self._script(
             "presence_add",
             self._presence_keys(channel),
-            [client_id, encode_presence(info), max(1, _ms(ttl)), info.user],
-        )
+            [client_id, encode_presence(info, self._node_id), max(1, _ms(ttl)), info.user,
+             self._node_id],
+        )  # fmt: skip
 
     async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
         await self._script("presence_remove", self._presence_keys(channel), [client_id])
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        flat = await self._script("presence_get", self._presence_keys(channel), [])
+        live = await self.fleet.live_uids()
+        flat = await self._script("presence_get", self._presence_keys(channel), live)
         return {flat[i].decode(): decode_presence(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
-        clients, users = await self._script("presence_stats", self._presence_keys(channel), [])
+        live = await self.fleet.live_uids()
+        clients, users = await self._script("presence_stats", self._presence_keys(channel), live)
         return int(clients), int(users)
+
+
+_SCRIPTS = {
+    "publish": PUBLISH,
+    "history": HISTORY,
+    "presence_add": PRESENCE_ADD,
+    "presence_remove": PRESENCE_REMOVE,
+    "presence_get": PRESENCE_GET,
+    "presence_stats": PRESENCE_STATS,
+}
 
 
 def _check_prefix(key_prefix: str) -> None:

@@ -56,6 +56,7 @@ class ChannelKeys:
         "meta",
         "presence_expiry",
         "presence_hash",
+        "presence_nodes",
         "presence_users",
         "pubsub",
         "stream",
@@ -74,6 +75,7 @@ class ChannelKeys:
         self.presence_hash = f"{prefix}.presence.{base}"
         self.presence_expiry = f"{prefix}.presence.expiry.{base}"
         self.presence_users = f"{prefix}.presence.users.{base}"
+        self.presence_nodes = f"{prefix}.presence.nodes.{base}"
 
 
 class _StoredInfo(msgspec.Struct, array_like=True):
@@ -117,20 +119,23 @@ def decode_info(data: bytes) -> ClientInfo:
     return _load_info(_info_decoder.decode(data))
 
 
-def encode_presence(info: ClientInfo) -> bytes:
-    """Client info as stored in presence: ``<user length>:<user><info>``.
+def encode_presence(info: ClientInfo, node: str) -> bytes:
+    """Client info as stored in presence: ``<len>:<user><len>:<node><info>``.
 
-    The presence scripts read the user from this prefix to keep per-user
-    counts; plain string functions are all the Lua needs (Redis's cmsgpack
-    does not read every msgpack type msgspec writes).
+    The presence scripts read the user and the node uid from this prefix, to
+    keep per-user counts and to leave out entries of dead nodes; plain string
+    functions are all the Lua needs (Redis's cmsgpack does not read every
+    msgpack type msgspec writes).
     """
     user = info.user.encode()
-    return b"%d:%s%s" % (len(user), user, encode_info(info))
+    uid = node.encode()
+    return b"%d:%s%d:%s%s" % (len(user), user, len(uid), uid, encode_info(info))
 
 
 def decode_presence(data: bytes) -> ClientInfo:
     length, _, rest = data.partition(b":")
-    return decode_info(rest[int(length) :])
+    length2, _, rest = rest[int(length) :].partition(b":")
+    return decode_info(rest[int(length2) :])
 
 
 def encode_publication(pub: Publication) -> bytes:

@@ -184,52 +184,79 @@ return {top, epoch, out}
 )
 
 # Presence keys: KEYS = client hash (client -> info), expiry zset (client ->
-# expire-at ms), user counts hash (user -> clients). A stored info starts with
-# "<user length>:<user>".
-_USER_DEC = """
-local function user_left(info)
+# expire-at ms), user counts hash (user -> clients), node counts hash (node
+# uid -> clients). A stored info starts with "<user length>:<user><node
+# length>:<node uid>" (see redis_codec.encode_presence).
+_PRESENCE_LIB = """
+local function parse(info)
   local sep = string.find(info, ':', 1, true)
-  local u = string.sub(info, sep + 1, sep + tonumber(string.sub(info, 1, sep - 1)))
-  if redis.call('hincrby', KEYS[3], u, -1) <= 0 then
-    redis.call('hdel', KEYS[3], u)
+  local stop = sep + tonumber(string.sub(info, 1, sep - 1))
+  local user = string.sub(info, sep + 1, stop)
+  local sep2 = string.find(info, ':', stop + 1, true)
+  local node = string.sub(info, sep2 + 1, sep2 + tonumber(string.sub(info, stop + 1, sep2 - 1)))
+  return user, node
+end
+local function decrement(key, field)
+  if redis.call('hincrby', key, field, -1) <= 0 then
+    redis.call('hdel', key, field)
   end
+end
+local function left(info)
+  local user, node = parse(info)
+  decrement(KEYS[3], user)
+  decrement(KEYS[4], node)
 end
 """
 
 _PRUNE = (
     _NOW_MS
-    + _USER_DEC
+    + _PRESENCE_LIB
     + """
 local expired = redis.call('zrangebyscore', KEYS[2], '-inf', now)
 for _, client in ipairs(expired) do
   local info = redis.call('hget', KEYS[1], client)
   if info then
     redis.call('hdel', KEYS[1], client)
-    user_left(info)
+    left(info)
   end
   redis.call('zrem', KEYS[2], client)
+end
+-- ARGV: the uids of the live nodes. Entries of other nodes are not
+-- answered (their node died without removing them); they expire by
+-- themselves. Usually every node is live and nothing needs a scan.
+local live = {}
+for _, uid in ipairs(ARGV) do
+  live[uid] = true
+end
+local all_live = true
+for _, uid in ipairs(redis.call('hkeys', KEYS[4])) do
+  if not live[uid] then
+    all_live = false
+    break
+  end
 end
 """
 )
 
 PRESENCE_ADD = (
     """
--- ARGV: client id, info, ttl ms, user
+-- ARGV: client id, info, ttl ms, user, node uid
 """
     + _NOW_MS
-    + _USER_DEC
+    + _PRESENCE_LIB
     + """
 local ttl = tonumber(ARGV[3])
 local old = redis.call('hget', KEYS[1], ARGV[1])
 if old then
-  user_left(old)
+  left(old)
 end
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
 redis.call('hincrby', KEYS[3], ARGV[4], 1)
+redis.call('hincrby', KEYS[4], ARGV[5], 1)
 redis.call('zadd', KEYS[2], now + ttl, ARGV[1])
 -- The keys outlive their longest-lived entry, then vanish by themselves:
 -- a channel whose every node died leaves nothing behind.
-for i = 1, 3 do
+for i = 1, 4 do
   if redis.call('pttl', KEYS[i]) < ttl then
     redis.call('pexpire', KEYS[i], ttl)
   end
@@ -239,7 +266,7 @@ return 1
 )
 
 PRESENCE_REMOVE = (
-    _USER_DEC
+    _PRESENCE_LIB
     + """
 -- ARGV: client id
 local old = redis.call('hget', KEYS[1], ARGV[1])
@@ -248,7 +275,7 @@ if not old then
 end
 redis.call('hdel', KEYS[1], ARGV[1])
 redis.call('zrem', KEYS[2], ARGV[1])
-user_left(old)
+left(old)
 return 1
 """
 )
@@ -256,13 +283,39 @@ return 1
 PRESENCE_GET = (
     _PRUNE
     + """
-return redis.call('hgetall', KEYS[1])
+local flat = redis.call('hgetall', KEYS[1])
+if all_live then
+  return flat
+end
+local out = {}
+for i = 1, #flat, 2 do
+  local _, node = parse(flat[i + 1])
+  if live[node] then
+    out[#out + 1] = flat[i]
+    out[#out + 1] = flat[i + 1]
+  end
+end
+return out
 """
 )
 
 PRESENCE_STATS = (
     _PRUNE
     + """
-return {redis.call('hlen', KEYS[1]), redis.call('hlen', KEYS[3])}
+if all_live then
+  return {redis.call('hlen', KEYS[1]), redis.call('hlen', KEYS[3])}
+end
+local clients, users, seen = 0, 0, {}
+for _, info in ipairs(redis.call('hvals', KEYS[1])) do
+  local user, node = parse(info)
+  if live[node] then
+    clients = clients + 1
+    if not seen[user] then
+      seen[user] = true
+      users = users + 1
+    end
+  end
+end
+return {clients, users}
 """
 )

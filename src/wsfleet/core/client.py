@@ -34,6 +34,7 @@ from wsfleet.core.outbox import Outbox
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
 from wsfleet.core.subscriptions import SubscriptionFlow
+from wsfleet.core.user_limit import UserConnections
 from wsfleet.protocol.codec import Codec
 from wsfleet.protocol.codes import (
     UNSUBSCRIBE_REASONS,
@@ -100,6 +101,7 @@ class SessionContext:
     allow_anonymous: bool
     stats: NodeStats
     registry: ConnectionRegistry[ClientSession]
+    users: UserConnections
     loop: asyncio.AbstractEventLoop
     clock: Callable[[], float]
     """Wall clock, seconds (token expiry)."""
@@ -299,7 +301,13 @@ class ClientSession:
             raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "connect without id")
         claims = self._authenticate(req.token)
         self._cancel("connect")
-        self.user = claims.user if claims else ""
+        user = claims.user if claims else ""
+        await self.ctx.users.admit(user)
+        if self.state is not ConnState.CONNECTING:
+            # Closed while the fleet was asked: give the claimed slot back.
+            self.ctx.users.changed(user)
+            return
+        self.user = user
         if claims and claims.info:
             self.conn_info = raw(claims.info)
         if claims and claims.expire_at is not None:
@@ -311,6 +319,7 @@ class ClientSession:
             subs = await self.subs.server_side_on_connect(claims, req.subs or {})
         except BaseException:
             self._undo_connect()
+            self.ctx.users.changed(self.user)
             raise
         result = ConnectResult(
             client=self.client_id,
@@ -480,7 +489,8 @@ class ClientSession:
         """The one transition to CLOSED, whoever closed: count it, release everything."""
         if self.state is ConnState.CLOSED:
             return
-        if self.state is ConnState.CONNECTED:
+        was_connected = self.state is ConnState.CONNECTED
+        if was_connected:
             self.ctx.stats.connections_closed += 1
         self.state = ConnState.CLOSED
         for handle in self._timers.values():
@@ -490,6 +500,8 @@ class ClientSession:
         if self._worker is not None and self._worker is not asyncio.current_task():
             self._worker.cancel()
         self.ctx.registry.remove(self)
+        if was_connected:
+            self.ctx.users.changed(self.user)
         task = self.ctx.loop.create_task(self.subs.release_all())
         self._closing_tasks.add(task)
         task.add_done_callback(self._closing_tasks.discard)

@@ -54,5 +54,9 @@ class ConnectionRegistry(Generic[T]):
     def by_user(self, user: str) -> list[T]:
         return list(self._by_user.get(user, {}).values())
 
+    def users(self) -> list[str]:
+        """The users with at least one connection."""
+        return list(self._by_user)
+
     def user_count(self, user: str) -> int:
         return len(self._by_user.get(user, ()))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -156,7 +155,7 @@ class ServerApi:
         except BrokerError as exc:
             log.warning("api %s: broker error: %s", method, exc, extra={"event": "api_broker"})
             self.node.stats.errors[int(ErrorCode.INTERNAL)] += 1
-            return {"error": {"code": int(ErrorCode.INTERNAL), "message": f"broker: {exc}"}}
+            return {"error": _broker_error(exc)}
 
     # -- publishing -------------------------------------------------------------------
 
@@ -211,34 +210,24 @@ class ServerApi:
             except ProtocolError as exc:
                 responses.append({"error": {"code": int(exc.code), "message": exc.message}})
             except BrokerError as exc:
-                code = int(ErrorCode.INTERNAL)
-                responses.append({"error": {"code": code, "message": f"broker: {exc}"}})
+                responses.append({"error": _broker_error(exc)})
         return {"responses": responses}
 
     # -- connections ------------------------------------------------------------------
 
-    def _sessions(self, user: str, client: str) -> list[Any]:
-        if not user and not client:
-            # An empty user would select every anonymous connection: never by accident.
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "user required")
-        sessions = self.node.registry.by_user(user)
-        if client:
-            sessions = [s for s in sessions if s.client_id == client]
-        return sessions
+    # Each acts on this node's connections at once and on the other nodes'
+    # through the control channel; the reply does not wait for them.
 
     async def subscribe(self, body: bytes) -> object:
         req: UserChannelReq = _decode(body, UserChannelReq)
         self.node.rules.resolve(_require(req.channel, "channel"))
-        for session in self._sessions(req.user, req.client):
-            if req.channel not in session.subs.entries:
-                await session.server_subscribe(req.channel)
+        await self.node.fleet.subscribe(_user(req.user, req.client), req.client, req.channel)
         return {}
 
     async def unsubscribe(self, body: bytes) -> object:
         req: UserChannelReq = _decode(body, UserChannelReq)
         _require(req.channel, "channel")
-        for session in self._sessions(req.user, req.client):
-            await session.server_unsubscribe(req.channel)
+        await self.node.fleet.unsubscribe(_user(req.user, req.client), req.client, req.channel)
         return {}
 
     async def disconnect(self, body: bytes) -> object:
@@ -248,10 +237,8 @@ class ServerApi:
             if not 3000 <= req.disconnect.code < 5000:
                 raise ProtocolError(ErrorCode.BAD_REQUEST, "disconnect code must be 3000-4999")
             disconnect = Disconnect(req.disconnect.code, req.disconnect.reason)
-        keep = set(req.whitelist)
-        for session in self._sessions(req.user, req.client):
-            if session.client_id not in keep:
-                session.close(disconnect)
+        user = _user(req.user, req.client)
+        await self.node.fleet.disconnect(user, req.client, req.whitelist, disconnect)
         return {}
 
     # -- channel state ---------------------------------------------------------------------
@@ -296,16 +283,12 @@ class ServerApi:
 
     async def channels(self, body: bytes) -> object:
         req: ChannelsReq = _decode(body, ChannelsReq)
-        hub = self.node.hub
-        result = {}
-        for channel in hub.channels():
-            if req.pattern and not fnmatch.fnmatchcase(channel, req.pattern):
-                continue
-            result[channel] = {"num_clients": hub.num_subscribers(channel)}
-        return {"channels": result}
+        counts, _missing = await self.node.fleet.channels(req.pattern)
+        return {"channels": {ch: {"num_clients": n} for ch, n in counts.items()}}
 
     async def info(self, body: bytes) -> object:
-        return {"nodes": [self.node.snapshot()]}
+        nodes = await self.node.fleet.state.nodes()
+        return {"nodes": self.node.fleet_view(nodes)}
 
     async def batch(self, body: bytes) -> dict[str, object]:
         """Several methods in one request; each reply is keyed by its method."""
@@ -328,6 +311,18 @@ class ServerApi:
             reply = await self.call(method, msgspec.json.encode(params))
             replies.append({method: reply["result"]} if "result" in reply else reply)
         return {"replies": replies}
+
+
+def _user(user: str, client: str) -> str:
+    if not user and not client:
+        # An empty user would select every anonymous connection: never by accident.
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "user required")
+    return user
+
+
+def _broker_error(exc: BrokerError) -> dict[str, object]:
+    # Temporary: the same call may succeed once the broker is back.
+    return {"code": int(ErrorCode.INTERNAL), "message": f"broker: {exc}", "temporary": True}
 
 
 def _error(exc: ProtocolError) -> dict[str, object]:

@@ -8,7 +8,7 @@ server API and operational endpoints.
 - ``/readyz``: 200 when the node should get new connections; 503 with the
   reason in the body otherwise (starting, draining, broker unreachable).
 - ``/metrics``: Prometheus text format.
-- ``/status``: JSON snapshot of the node.
+- ``/status``: JSON snapshot of the node and the fleet as of its last heartbeat.
 - ``POST /api/<method>``: the server API (see :mod:`wsfleet.http.api`).
 """
 
@@ -90,7 +90,9 @@ class InternalServer:
             "ready": reason is None,
             "not_ready_reason": reason or "",
             "broker": shown_url(node.settings.broker.url),
-            "nodes": [snapshot],
+            # From the last heartbeat: /status never waits for the broker.
+            "nodes": node.fleet_view(node.fleet.nodes),
+            "fleet_error": node.fleet.error or "",
         }
         return _json(body)
 

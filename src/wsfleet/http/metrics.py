@@ -38,6 +38,16 @@ class NodeCollector(Collector):
             "1 when the node is ready for traffic.",
             0 if node.not_ready_reason() else 1,
         )
+        yield _gauge(
+            "wsfleet_fleet_nodes",
+            "Live nodes in the fleet registry, as of this node's last heartbeat.",
+            len(node.fleet.nodes),
+        )
+        yield _gauge(
+            "wsfleet_fleet_heartbeat_failing",
+            "1 while this node's registry heartbeat fails.",
+            0 if node.fleet.error is None else 1,
+        )
         yield _counter(
             "wsfleet_connections_accepted",
             "Connections that completed connect.",

@@ -153,7 +153,12 @@ class FleetMember:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
-            await self.beat()
+            try:
+                await self.beat()
+            except Exception:
+                # A bug must not end the heartbeat: the node would silently
+                # drop out of its fleet while still serving.
+                log.exception("fleet heartbeat crashed", extra={"event": "fleet"})
 
     async def stop(self) -> None:
         """Stop heartbeating and leave the registry at once (best effort)."""
@@ -165,6 +170,7 @@ class FleetMember:
         for task in list(self._tasks):
             task.cancel()
         self.state.on_control = None
+        await self._users.stop()
         try:
             await self.state.leave(self.uid)
         except BrokerError as exc:

@@ -50,6 +50,7 @@ class UserConnections:
         self._pending: Counter[str] = Counter()
         self._dirty: set[str] = set()
         self._flushing: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def _local(self, user: str) -> int:
         return self._user_count(user) + self._pending[user]
@@ -83,7 +84,7 @@ class UserConnections:
 
     def changed(self, user: str) -> None:
         """``user``'s count on this node changed (a connection closed); write it soon."""
-        if not self.limit or not user:
+        if not self.limit or not user or self._stopped:
             return
         self._dirty.add(user)
         if self._flushing is None or self._flushing.done():
@@ -93,6 +94,14 @@ class UserConnections:
         """Write every user's count again (the fleet state lost or forgot them)."""
         if self.limit:
             self._dirty.update(users)
+
+    async def stop(self) -> None:
+        """Write nothing more; wait for a write under way (the node then leaves the fleet,
+        which removes its counts; a write landing after that would linger)."""
+        self._stopped = True
+        self._dirty.clear()
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
 
     async def flush(self) -> None:
         """Write the counts that changed; on failure keep them for the next try."""

@@ -258,7 +258,9 @@ class FleetState(abc.ABC):
 
     * The registry: each node heartbeats its :class:`NodeInfo` with a time to
       live; a node whose entry has expired is dead to the rest of the fleet,
-      and the presence entries it added are no longer answered.
+      and the presence entries it added are no longer answered by the other
+      nodes. (A backend whose presence lives in one process, the memory one,
+      holds only that node's entries and answers them while it runs.)
     * Per-user connection counts by node, for a fleet-wide per-user limit;
       the counts of dead nodes do not count.
     * Control messages: :meth:`publish_control` reaches :attr:`on_control` on

@@ -145,6 +145,7 @@ class MemoryBroker(Broker, PresenceManager):
         # harmless for an in-process store and keeps close() idempotent.
         self._handler = None
         self._subscribed.clear()
+        self.fleet.detach()
 
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)

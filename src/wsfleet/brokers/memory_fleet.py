@@ -41,6 +41,11 @@ class MemoryFleet(FleetState):
         self._listeners = other._listeners
         self._listeners.append(self)
 
+    def detach(self) -> None:
+        """Hear no more control messages (the broker closed)."""
+        if self in self._listeners:
+            self._listeners.remove(self)
+
     def _live(self, uid: str, now: float) -> bool:
         entry = self._nodes.get(uid)
         return entry is not None and entry[1] > now

@@ -8,6 +8,7 @@ Scripts and key layout: :mod:`~wsfleet.brokers.redis_fleet_scripts`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,6 +73,10 @@ class RedisFleet(FleetState):
         self._publish = publish
 
     async def heartbeat(self, info: NodeInfo, *, ttl: float) -> bool:
+        # JSON has no NaN or infinity: such an info could not be read back,
+        # and the node would be live yet missing from every listing.
+        if not all(math.isfinite(v) for v in (info.cpu, info.started_at, info.updated_at)):
+            raise ValueError(f"node info of {info.uid} has a non-finite number")
         k = self.keys
         was_live = await self._run(
             "fleet_heartbeat",

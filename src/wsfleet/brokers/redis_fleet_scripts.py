@@ -10,7 +10,7 @@ are in the slot of the declared ones.
 Key layout (``<b>`` is the base, ``<prefix>.fleet.{<prefix>}.``)::
 
     <b>expiry          zset   node uid -> expire-at ms
-    <b>nodes           hash   node uid -> NodeInfo (msgpack)
+    <b>nodes           hash   node uid -> NodeInfo (JSON)
     <b>user.<user>     hash   node uid -> connections of the user on it
     <b>node-users.<uid> set   users the node holds counts for
 """

@@ -188,6 +188,7 @@ class RedisBroker(Broker, PresenceManager):
                     client.connection_pool.make_connection,
                     name=self.target.service_name or "{}:{}".format(*self.target.hosts[0]),
                     on_state=self._link_state,
+                    before_up=self._drop_stale_connections,
                     **link_options,
                 )
                 await self._link.start(wait=self._connect_timeout * 2)
@@ -233,6 +234,14 @@ class RedisBroker(Broker, PresenceManager):
         else:
             return "broker not started"
         return None if error is None else f"redis unreachable: {error}"
+
+    async def _drop_stale_connections(self) -> None:
+        # Pooled command connections opened before an outage point at a server
+        # that may be gone (restarted, failed over); without retries each
+        # would fail one command after the node says it is ready again.
+        client = self._client
+        if isinstance(client, Redis):
+            await client.connection_pool.disconnect(inuse_connections=False)
 
     def _link_state(self, reason: str | None) -> None:
         if reason is None:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -56,6 +56,9 @@ class PubSubLink:
 
     make_connection: builds a fresh, unconnected redis-py connection.
     sharded: use SSUBSCRIBE/SUNSUBSCRIBE (Redis Cluster) instead of SUBSCRIBE.
+    before_up: awaited after a reconnection, before the link reports itself up
+        (the node's readiness follows it): the owner drops what the outage
+        left stale. None: nothing to do.
     ping_interval: seconds of silence after which the link sends PING; a
         second silent interval declares the connection dead (default 2.0).
     confirm_timeout: seconds ``subscribe`` waits for Redis's confirmation
@@ -73,6 +76,7 @@ class PubSubLink:
         on_resubscribed: ResubscribedCallback,
         on_state: StateCallback,
         on_lost: Callable[[bytes], None] | None = None,
+        before_up: Callable[[], Awaitable[None]] | None = None,
         sharded: bool = False,
         ping_interval: float = 2.0,
         confirm_timeout: float = 2.0,
@@ -86,6 +90,7 @@ class PubSubLink:
         self._on_resubscribed = on_resubscribed
         self._on_state = on_state
         self._on_lost = on_lost
+        self._before_up = before_up
         self._sub, self._unsub = (
             (b"ssubscribe", b"sunsubscribe")
             if sharded
@@ -200,6 +205,8 @@ class PubSubLink:
                     # PING is answered after every SUBSCRIBE before it: when
                     # its reply arrives, all of them are active.
                     await conn.send_command(b"ping", _BARRIER, check_health=False)
+                if outage and self._before_up is not None:
+                    await self._before_up()
                 self._conn = conn
                 self._error = None
                 self._up.set()

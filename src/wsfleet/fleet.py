@@ -131,6 +131,11 @@ class FleetMember:
                     "node re-registered in the fleet", extra={"event": "fleet", "uid": self.uid}
                 )
                 self._users.rewrite_all(self._registry.users())
+                # Presence entries may be gone with it (a Redis that lost its
+                # data): write them now rather than at each connection's next
+                # refresh, up to presence_update_interval later.
+                for session in self._registry:
+                    session.subs.refresh_presence()
             await self._users.flush()
             await self._read_nodes()
         except BrokerError as exc:

@@ -33,7 +33,7 @@ from wsfleet.auth import mint_connection_token
 pytestmark = pytest.mark.redis
 
 SECRET = "fleet-nodes-secret-that-is-long-enough-for-hs256"
-HEARTBEAT = 0.2
+HEARTBEAT = 0.5  # entries live 1 s: a slow test loop must not make nodes drop out
 CONFIG = {
     "channel": {
         "namespaces": [
@@ -43,7 +43,8 @@ CONFIG = {
                 "history_ttl": 300,
                 "presence": True,
                 "allow_subscribe_for_client": True,
-            }
+            },
+            {"name": "lobby", "presence": True, "allow_subscribe_for_client": True},
         ]
     }
 }
@@ -294,6 +295,27 @@ async def test_presence_of_a_silent_node_goes_within_two_heartbeats(redis: Redis
         assert {i.user for i in reply.presence.values()} == {"kim"}
         stats = await api.presence_stats(cent.PresenceStatsRequest(channel="room:hall"))
         assert (stats.num_clients, stats.num_users) == (1, 1)
+
+
+async def test_presence_is_written_again_after_redis_lost_its_data() -> None:
+    # Without it, presence would read empty until each connection's next
+    # refresh (presence_update_interval, 25 s by default, longer than the wait).
+    # No history on the channel: nothing makes the client resubscribe.
+    with redis_server() as private:
+        async with (
+            fleet_of(private, 1) as (a,),
+            sdk_client(a, token=token("max")) as client,
+        ):
+            await subscribed(client, "lobby:lost")
+            private.kill()
+            private.start()  # empty: no persistence
+
+            async def listed() -> bool:
+                reply = await post(a, "presence", {"channel": "lobby:lost"})
+                users = {e["user"] for e in reply.get("result", {}).get("presence", {}).values()}
+                return users == {"max"}
+
+            await eventually(listed, within=10)
 
 
 # -- failure of the broker ------------------------------------------------------------------

@@ -365,6 +365,10 @@ class SubscriptionFlow:
         interval = self.session.ctx.client.presence_update_interval
         self.session.schedule("presence", interval, self._refresh_presence)
 
+    def refresh_presence(self) -> None:
+        """Write this connection's presence entries now (and restart the refresh timer)."""
+        self._refresh_presence()
+
     def _refresh_presence(self) -> None:
         session = self.session
         ctx = session.ctx

@@ -147,6 +147,11 @@ class FleetMember:
             log.info("fleet heartbeat restored", extra={"event": "fleet"})
         self.error = None
 
+    async def live_nodes(self) -> list[NodeInfo]:
+        """The live nodes, read now (and kept as :attr:`nodes`)."""
+        await self._read_nodes()
+        return self.nodes
+
     async def _read_nodes(self) -> None:
         self.nodes = await self.state.nodes()
         limit = self.settings.connection_rate_limit
@@ -220,7 +225,7 @@ class FleetMember:
         Returns the counts and the uids of nodes that did not answer in time.
         """
         counts = Counter(self._local_channels(pattern))
-        others = {n.uid for n in await self.state.nodes()} - {self.uid}
+        others = {n.uid for n in await self.live_nodes()} - {self.uid}
         if not others:
             return dict(counts), []
         request = secrets.token_hex(8)

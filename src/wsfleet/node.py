@@ -255,19 +255,8 @@ class Node:
         return [_node_entry(n, now) for n in [self.describe(), *others]]
 
     def snapshot(self) -> dict[str, object]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {
-            "uid": self.uid,
-            "name": self.name,
-            "version": __version__,
-            "phase": self.lifecycle.phase.value,
-            "num_clients": len(self.registry),
-            "num_users": self.registry.num_users,
-            "num_subs": self.hub.num_subscriptions,
-            "num_channels": self.hub.num_channels,
-            "uptime": int(time.time() - self.started_at),
-            "process": {"cpu": usage.ru_utime + usage.ru_stime, "rss": _rss_bytes()},
-        }
+        """This node, as ``/status`` and the fleet listings show it."""
+        return _node_entry(self.describe(), time.time())
 
 
 def _node_entry(info: NodeInfo, now: float) -> dict[str, object]:

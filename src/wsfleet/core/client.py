@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from wsfleet.auth import ConnectClaims, TokenExpired, TokenInvalid, TokenVerifier
@@ -107,8 +107,6 @@ class SessionContext:
     """Wall clock, seconds (token expiry)."""
     monotonic: Callable[[], float]
     """Monotonic clock, seconds (rates)."""
-    on_connected: Callable[[ClientSession], None] = field(default=lambda s: None)
-    on_closed: Callable[[ClientSession], None] = field(default=lambda s: None)
 
 
 class ClientSession:
@@ -339,7 +337,6 @@ class ClientSession:
         self._schedule("ping", self.ctx.client.ping_interval, self._send_ping)
         self.subs.schedule_presence_refresh()
         log.info("connected", extra=self.log_extra(event="connected", codec=self.codec.name))
-        self.ctx.on_connected(self)
 
     def _undo_connect(self) -> None:
         self.ctx.registry.remove(self)
@@ -505,7 +502,6 @@ class ClientSession:
         task = self.ctx.loop.create_task(self.subs.release_all())
         self._closing_tasks.add(task)
         task.add_done_callback(self._closing_tasks.discard)
-        self.ctx.on_closed(self)
 
     # -- timers ----------------------------------------------------------------------------
 

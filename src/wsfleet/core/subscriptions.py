@@ -363,13 +363,10 @@ class SubscriptionFlow:
 
     def schedule_presence_refresh(self) -> None:
         interval = self.session.ctx.client.presence_update_interval
-        self.session.schedule("presence", interval, self._refresh_presence)
+        self.session.schedule("presence", interval, self.refresh_presence)
 
     def refresh_presence(self) -> None:
         """Write this connection's presence entries now (and restart the refresh timer)."""
-        self._refresh_presence()
-
-    def _refresh_presence(self) -> None:
         session = self.session
         ctx = session.ctx
         for entry in self.entries.values():

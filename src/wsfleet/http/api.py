@@ -287,8 +287,7 @@ class ServerApi:
         return {"channels": {ch: {"num_clients": n} for ch, n in counts.items()}}
 
     async def info(self, body: bytes) -> object:
-        nodes = await self.node.fleet.state.nodes()
-        return {"nodes": self.node.fleet_view(nodes)}
+        return {"nodes": self.node.fleet_view(await self.node.fleet.live_nodes())}
 
     async def batch(self, body: bytes) -> dict[str, object]:
         """Several methods in one request; each reply is keyed by its method."""

@@ -334,11 +334,7 @@ class RedisBroker(Broker, PresenceManager):
         history = options.history
         if not history.enabled and not options.idempotency_key:
             # Nothing to keep or deduplicate: a plain publish, no script.
-            client = self._redis()
-            frame = publication_frame(value)
-            await self._run(
-                lambda: client.execute_command(self._publish_command, keys.pubsub, frame)
-            )
+            await self._publish_raw(keys.pubsub, publication_frame(value))
             return PublishResult(StreamPosition())
         offset, epoch, suppressed = await self._script(
             "publish",

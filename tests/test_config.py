@@ -546,3 +546,15 @@ def test_problems_do_not_leak_secrets(tmp_path: Path) -> None:
     [problem] = check_config(path, {})
     assert problem.key == "auth.token_hmac_secret"
     assert problem.value == "***"
+
+
+def test_rates_are_plain_numbers_never_durations(tmp_path: Path) -> None:
+    # "1m" would read as 60 per second if a rate were parsed as a duration.
+    path = write(tmp_path, "r.yaml", "fleet:\n  connection_rate_limit: 250\n")
+    s = load_settings(path=path, env={"WSFLEET_CLIENT_COMMAND_RATE_LIMIT": "12.5"})
+    assert (s.fleet.connection_rate_limit, s.client.command_rate_limit) == (250.0, 12.5)
+    for key, value in [("client.command_rate_limit", "1m"), ("fleet.connection_rate_limit", -1)]:
+        with pytest.raises(ConfigError) as info:
+            load_settings(env={}, overrides={key: value})
+        assert f"{key} = {value!r}" in str(info.value)
+        assert "expected a number >= 0" in str(info.value)

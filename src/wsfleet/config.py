@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from wsfleet.settings import NamespaceOptions, Settings
+from wsfleet.settings import NamespaceOptions, PerSecond, Settings
 
 __all__ = [
     "BROKER_SCHEMES",
@@ -78,7 +78,7 @@ DEV_WARNING = """\
 _DEFAULT_SOURCE = "default"
 _REDACTED = "***"
 
-Kind: TypeAlias = Literal["bool", "int", "duration", "str", "literal", "list", "section"]
+Kind: TypeAlias = Literal["bool", "int", "number", "duration", "str", "literal", "list", "section"]
 
 
 # -- problems ---------------------------------------------------------------------------
@@ -276,8 +276,10 @@ def _kind(tp: Any) -> Kind:
         return "bool"
     if tp is int:
         return "int"
+    if tp is PerSecond:
+        return "number"
     if tp is float:
-        # Every float in the schema is a number of seconds.
+        # Every other float in the schema is a number of seconds.
         return "duration"
     if tp is str:
         return "str"
@@ -424,6 +426,11 @@ def _from_text(spec: FieldSpec, text: str) -> object:
             return int(text.strip())
         except ValueError:
             raise _Invalid(_allowed_for(spec.annotation, spec.min, spec.max)) from None
+    if spec.kind == "number":
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise _Invalid(_allowed_for(spec.annotation, spec.min, spec.max)) from None
     if spec.kind in ("list", "section"):
         try:
             return json.loads(text)
@@ -499,6 +506,8 @@ def _allowed_for(tp: Any, lo: float | None, hi: float | None) -> str:
         return "true or false"
     if kind == "int":
         return f"an integer {bounds}".rstrip()
+    if kind == "number":
+        return f"a number {bounds}".rstrip()
     if kind == "duration":
         return f"a number of seconds {bounds}, or a duration like '25s'".replace("  ", " ")
     if kind == "str":
@@ -549,12 +558,22 @@ def _convert(
         # bool is an int in Python; `port: true` is still a mistake.
         if isinstance(value, int) and not isinstance(value, bool) and _in_bounds(value, lo, hi):
             return value
+    elif kind == "number":
+        number = _number(value)
+        if number is not None and _in_bounds(number, lo, hi):
+            return number
     elif kind == "duration":
         seconds = _seconds(value)
         if seconds is not None and _in_bounds(seconds, lo, hi):
             return seconds
     problems.add(key, value, allowed)
     return _SENTINEL
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _seconds(value: object) -> float | None:

@@ -125,6 +125,7 @@ def _type(spec: FieldSpec) -> str:
     return {
         "bool": "boolean",
         "int": "integer",
+        "number": "number",
         "duration": "duration",
         "str": "string",
         "literal": "string",

@@ -13,7 +13,10 @@ limit, 0 means "no limit" unless its doc says otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NewType
+
+PerSecond = NewType("PerSecond", float)
+"""A rate: a plain number per second (never a duration, so ``"1m"`` is refused)."""
 
 
 def opt(default: Any, doc: str, **extra: Any) -> Any:
@@ -76,7 +79,7 @@ class FleetSettings:
         "the registry, and its clients out of presence, within twice this.",
         min=0.05,
     )
-    connection_rate_limit: float = opt(
+    connection_rate_limit: PerSecond = opt(
         0.0,
         "New connections per second the whole fleet accepts; each node takes an equal share "
         "and refuses the rest with 503 and Retry-After. 0: no limit.",
@@ -175,7 +178,7 @@ class ClientSettings:
         "Seconds past a token's expiry before an unrefreshed connection closes (3005).",
         min=0,
     )
-    command_rate_limit: float = opt(
+    command_rate_limit: PerSecond = opt(
         100.0,
         "Commands per second one connection may send; over it, error 111. 0: no limit.",
         min=0,

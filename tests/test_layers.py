@@ -1,4 +1,4 @@
-"""The dependency arrows of DESIGN.md, enforced.
+"""The dependency arrows of docs/topics/architecture.md, enforced.
 
 ``cli -> node -> transport, http, brokers, core, protocol``: the lower layers
 never import the upper ones, and only ``cli``/``config`` read the environment.

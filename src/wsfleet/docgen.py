@@ -77,6 +77,7 @@ The server prints a warning when it starts in dev mode.
 - `client.pong_timeout` is below `client.ping_interval`.
 - `server.port` and `server.internal_port` differ, unless 0 (any free port).
 - The scheme of `broker.url` is one of {", ".join(f"`{s}://`" for s in BROKER_SCHEMES)}.
+- `broker.key_prefix` contains no `{{` or `}}` (they are Redis Cluster hash tags).
 - `client.user_personal_channel_namespace`, when set, names a namespace in
   `channel.namespaces`.
 """

@@ -58,11 +58,18 @@ def test_check_config_names_every_bad_key(tmp_path: Path) -> None:
     )
     done = subprocess.run(
         [*WSFLEET, "check-config", "--config", str(bad)],
-        capture_output=True, text=True, env=_env(), timeout=30,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=30,
     )
     assert done.returncode != 0
-    for key in ("server.port", "server.log_format", "client.ping_intervall",
-                "channel.namespaces[0].history_ttl"):
+    for key in (
+        "server.port",
+        "server.log_format",
+        "client.ping_intervall",
+        "channel.namespaces[0].history_ttl",
+    ):
         assert key in done.stderr, done.stderr
     assert "json" in done.stderr and "text" in done.stderr  # what is allowed
 
@@ -71,8 +78,11 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text('[client]\nping_interval = "20s"\n')
     done = subprocess.run(
-        [*WSFLEET, "check-config", "-c", str(good)], capture_output=True, text=True,
-        env=_env(), timeout=30,
+        [*WSFLEET, "check-config", "-c", str(good)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
 
@@ -80,24 +90,38 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
 def test_token_is_signed_with_the_configured_secret() -> None:
     env = _env(WSFLEET_AUTH_TOKEN_HMAC_SECRET="s3cret-s3cret-s3cret-s3cret-1234")
     done = subprocess.run(
-        [*WSFLEET, "token", "--user", "42", "--ttl", "60"], capture_output=True, text=True,
-        env=env, timeout=30,
+        [*WSFLEET, "token", "--user", "42", "--ttl", "60"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
-    claims = jwt.decode(done.stdout.strip(), "s3cret-s3cret-s3cret-s3cret-1234",
-                        algorithms=["HS256"])
+    claims = jwt.decode(
+        done.stdout.strip(), "s3cret-s3cret-s3cret-s3cret-1234", algorithms=["HS256"]
+    )
     assert claims["sub"] == "42" and claims["exp"] - claims["iat"] == 60
     sub = subprocess.run(
-        [*WSFLEET, "token", "--user", "42", "--channel", "news"], capture_output=True,
-        text=True, env=env, timeout=30,
+        [*WSFLEET, "token", "--user", "42", "--channel", "news"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
     )
-    assert jwt.decode(sub.stdout.strip(), "s3cret-s3cret-s3cret-s3cret-1234",
-                      algorithms=["HS256"])["channel"] == "news"
+    assert (
+        jwt.decode(sub.stdout.strip(), "s3cret-s3cret-s3cret-s3cret-1234", algorithms=["HS256"])[
+            "channel"
+        ]
+        == "news"
+    )
 
 
 def test_token_without_a_secret_says_which_key_to_set() -> None:
     done = subprocess.run(
-        [*WSFLEET, "token", "--user", "42"], capture_output=True, text=True, env=_env(),
+        [*WSFLEET, "token", "--user", "42"],
+        capture_output=True,
+        text=True,
+        env=_env(),
         timeout=30,
     )
     assert done.returncode != 0 and "auth.token_hmac_secret" in done.stderr
@@ -106,9 +130,20 @@ def test_token_without_a_secret_says_which_key_to_set() -> None:
 def test_serve_dev_warns_serves_health_and_stops_cleanly_on_sigterm() -> None:
     port, internal = _free_port(), _free_port()
     proc = subprocess.Popen(
-        [*WSFLEET, "serve", "--dev", "--host", "127.0.0.1", "--port", str(port),
-         "--internal-port", str(internal)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *WSFLEET,
+            "serve",
+            "--dev",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--internal-port",
+            str(internal),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=_env(WSFLEET_SERVER_INTERNAL_HOST="127.0.0.1"),
     )
     try:
@@ -140,8 +175,11 @@ def test_check_config_and_serve_refuse_an_unusable_key(tmp_path: Path) -> None:
     cfg.write_text("auth:\n  token_rsa_public_key: 'not a pem'\n")
     for command in (["check-config"], ["serve"]):
         done = subprocess.run(
-            [*WSFLEET, *command, "--config", str(cfg)], capture_output=True, text=True,
-            env=_env(), timeout=30,
+            [*WSFLEET, *command, "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=30,
         )
         assert done.returncode != 0
         assert "token_rsa_public_key" in done.stderr and "Traceback" not in done.stderr

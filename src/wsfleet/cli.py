@@ -168,6 +168,7 @@ def _serve(settings: Settings) -> int:
 
 
 async def _run(settings: Settings) -> int:
+    from wsfleet.brokers.base import BrokerError
     from wsfleet.node import Node
 
     node = Node(settings)
@@ -175,7 +176,13 @@ async def _run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await node.start()
+    try:
+        await node.start()
+    except (BrokerError, OSError) as exc:
+        # Unreachable broker, port in use: the operator's to fix, not a traceback.
+        print(f"wsfleet: cannot start: {exc}", file=sys.stderr, flush=True)
+        await node.stop()
+        return 1
     await stop.wait()
     await node.stop()
     return 0

@@ -127,6 +127,8 @@ async def test_a_publishing_peer_keeps_working_across_the_outage(
         server.kill()
         with pytest.raises(BrokerError):
             await publisher.publish("room", pub(1), KEEP)
+        # The subscriber's link noticed, so "available" below means it came back.
+        await wait_until(lambda: broker.unavailable_reason() is not None)
         server.start()
         # The publisher's command pool reconnects on the next call.
         await wait_until(lambda: broker.unavailable_reason() is None)

@@ -27,8 +27,13 @@ def make(max_bytes: int = 1000, max_frame: int = 100, sep: bytes = b"\n"):
     overflows: list[bool] = []
     stats = NodeStats()
     box = Outbox(
-        send=frames.append, separator=sep, max_bytes=max_bytes, max_frame_bytes=max_frame,
-        on_overflow=lambda: overflows.append(True), call_soon=loop.call_soon, stats=stats,
+        send=frames.append,
+        separator=sep,
+        max_bytes=max_bytes,
+        max_frame_bytes=max_frame,
+        on_overflow=lambda: overflows.append(True),
+        call_soon=loop.call_soon,
+        stats=stats,
     )
     return box, loop, frames, overflows, stats
 

@@ -22,7 +22,9 @@ def test_nothing_missed_is_recovered_with_no_publications() -> None:
 
 
 def test_other_epoch_is_never_recovered() -> None:
-    r = recover(StreamPosition(2, "old"), StreamPosition(5, "new"), pubs(3, 4, 5), max_publications=10)
+    r = recover(
+        StreamPosition(2, "old"), StreamPosition(5, "new"), pubs(3, 4, 5), max_publications=10
+    )
     assert not r.recovered and r.publications == []
 
 
@@ -32,7 +34,9 @@ def test_trimmed_history_gives_no_partial_recovery() -> None:
 
 
 def test_gap_larger_than_the_limit_is_not_recovered() -> None:
-    r = recover(StreamPosition(0, "e"), StreamPosition(5, "e"), pubs(1, 2, 3, 4, 5), max_publications=4)
+    r = recover(
+        StreamPosition(0, "e"), StreamPosition(5, "e"), pubs(1, 2, 3, 4, 5), max_publications=4
+    )
     assert not r.recovered
 
 
@@ -49,8 +53,10 @@ def test_position_ahead_of_the_stream_is_not_recovered() -> None:
 )
 def test_recovery_is_all_or_nothing(since: int, top: int, kept: set[int], limit: int) -> None:
     r = recover(
-        StreamPosition(since, "e"), StreamPosition(top, "e"),
-        pubs(*sorted(o for o in kept if o <= top)), max_publications=limit,
+        StreamPosition(since, "e"),
+        StreamPosition(top, "e"),
+        pubs(*sorted(o for o in kept if o <= top)),
+        max_publications=limit,
     )
     if r.recovered:
         assert [p.offset for p in r.publications] == list(range(since + 1, top + 1))

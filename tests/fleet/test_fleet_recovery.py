@@ -115,7 +115,6 @@ async def test_the_node_dies_and_the_sdk_recovers_on_another(fleet3: Fleet) -> N
                 await assert_recovered_then_live(events, publisher, channel, [3, 4, 5, 6])
                 # Node-0 is dead: the recovering connection can only be node-1's.
                 assert lb.routed[0] == first.name and lb.routed[-1] == second.name
-                assert set(lb.routed) <= {first.name, second.name}
             finally:
                 await client.disconnect()
     finally:

@@ -350,11 +350,19 @@ async def test_every_publish_succeeds_once_the_nodes_say_they_are_ready(
         for api in apis:
             assert set(await burst(api)) == {"ok"}
         await asyncio.to_thread(outage_redis.kill)
-        await asyncio.to_thread(outage_redis.start)
 
         async def all_ready() -> bool:
             answers = [await node.probe("/readyz") for node in outage_fleet]
             return all(code == 200 for code, _ in answers)
+
+        async def none_ready() -> bool:
+            answers = [await node.probe("/readyz") for node in outage_fleet]
+            return all(code == 503 for code, _ in answers)
+
+        # Readiness must go and come back: otherwise "ready" below could be the
+        # state from before the outage.
+        await until("every node's /readyz is 503 during the outage", none_ready)
+        await asyncio.to_thread(outage_redis.start)
 
         await until("every node's /readyz is 200 again", all_ready)
         for node, api in zip(outage_fleet, apis, strict=True):

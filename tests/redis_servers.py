@@ -37,6 +37,7 @@ __all__ = [
     "RedisServer",
     "ensure_redis_server",
     "free_port",
+    "node_port",
     "redis_cluster",
     "redis_sentinel",
     "redis_server",
@@ -90,6 +91,22 @@ def free_port(*, cluster_bus: bool = False) -> int:
         if _bindable(port) and _bindable(port + 10000):
             return port
     raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+_handed_out: set[int] = set()
+
+
+def node_port() -> int:
+    """A free port never given to a node before in this test run.
+
+    The OS may offer a port it just offered again (nothing was bound to it in
+    between), so two nodes, or a node's two listeners, could get the same one.
+    """
+    while True:
+        port = free_port()
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _cli(port: int, *args: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,13 +15,9 @@ from pathlib import Path
 import jwt
 import pytest
 
+from tests.redis_servers import node_port
+
 WSFLEET = [sys.executable, "-m", "wsfleet.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -128,7 +123,7 @@ def test_token_without_a_secret_says_which_key_to_set() -> None:
 
 
 def test_serve_dev_warns_serves_health_and_stops_cleanly_on_sigterm() -> None:
-    port, internal = _free_port(), _free_port()
+    port, internal = node_port(), node_port()
     proc = subprocess.Popen(
         [
             *WSFLEET,

@@ -101,7 +101,7 @@ async def test_presence_of_a_node_that_left_the_registry_is_not_answered(
 ) -> None:
     # The dead node's entries have a long TTL; they stop counting when its
     # registry entry expires, long before the TTL.
-    dying, _ = await start(server.url, ttl=0.4)
+    dying, _ = await start(server.url)
     live, _ = await start(server.url)
     try:
         await dying.add_presence("hall", "d1", ClientInfo(user="ann", client="d1"), ttl=60)
@@ -109,6 +109,9 @@ async def test_presence_of_a_node_that_left_the_registry_is_not_answered(
         await live.add_presence("hall", "l1", ClientInfo(user="ann", client="l1"), ttl=60)
         assert set(await live.presence("hall")) == {"d1", "d2", "l1"}
         assert await live.presence_stats("hall") == (3, 2)
+        # Its last heartbeat: the entry now lives 0.3 s (a shorter ttl replaces
+        # a longer one), so the setup above never raced the expiry.
+        await dying.fleet.heartbeat(NodeInfo(uid=dying.uid, name=dying.uid), ttl=0.3)
         await asyncio.sleep(0.6)
         assert set(await live.presence("hall")) == {"l1"}
         assert await live.presence_stats("hall") == (1, 1)

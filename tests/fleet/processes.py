@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from tests.redis_servers import free_port
+from tests.redis_servers import node_port
 
 __all__ = [
     "READY_TIMEOUT",
@@ -71,20 +71,6 @@ LOG_TAIL_LINES = 60
 _BIND_FAILED = ("address already in use", "errno 98")
 
 _live: weakref.WeakSet[NodeProcess] = weakref.WeakSet()
-_handed_out: set[int] = set()
-
-
-def node_port() -> int:
-    """A free port never given to a node before in this test run.
-
-    The OS may offer a port it just offered again (nothing was bound to it in
-    between), so two nodes, or a node's two listeners, could get the same one.
-    """
-    while True:
-        port = free_port()
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 @atexit.register

@@ -33,7 +33,12 @@ from wsfleet.auth import mint_connection_token
 pytestmark = pytest.mark.redis
 
 SECRET = "fleet-nodes-secret-that-is-long-enough-for-hs256"
-HEARTBEAT = 0.5  # entries live 1 s: a slow test loop must not make nodes drop out
+# Nodes and the test share one event loop: a stall of the loop must never
+# make a node drop out by accident, so heartbeats are slow unless a test is
+# about a silent node (SHORT); tests that need a fresh view call beat().
+HEARTBEAT = 30.0
+SHORT = {"fleet.heartbeat_interval": 0.5}
+SILENT_FOR = 2 * 0.5 + 0.2  # two short intervals, and the check's own round trips
 CONFIG = {
     "channel": {
         "namespaces": [
@@ -131,6 +136,7 @@ async def test_info_and_status_list_every_node_of_the_fleet(redis: RedisServer) 
                 return by_uid[nodes[1].node.uid].num_clients == 1
 
             # Counts travel with the heartbeat.
+            await nodes[1].node.fleet.beat()
             await eventually(counted)
             async with (
                 aiohttp.ClientSession() as http,
@@ -183,7 +189,7 @@ async def test_user_connection_limit_counts_across_nodes(redis: RedisServer) -> 
 
 async def test_user_connection_limit_stops_counting_a_dead_node(redis: RedisServer) -> None:
     async with (
-        fleet_of(redis, 2, **{"client.user_connection_limit": 1}) as (a, b),
+        fleet_of(redis, 2, **{"client.user_connection_limit": 1}, **SHORT) as (a, b),
         sdk_client(b, token=token("cat")),
     ):
         events = ClientEvents()
@@ -196,7 +202,7 @@ async def test_user_connection_limit_stops_counting_a_dead_node(redis: RedisServ
         task = b.node.fleet._loop_task
         assert task is not None
         task.cancel()
-        await asyncio.sleep(HEARTBEAT * 2 + 0.2)
+        await asyncio.sleep(SILENT_FOR)
         async with sdk_client(a, token=token("cat")) as admitted:
             assert admitted.state.value == "connected"
 
@@ -273,12 +279,29 @@ async def test_channels_lists_the_channels_of_every_node(redis: RedisServer) -> 
         assert reply["result"]["channels"] == {"room:2": {"num_clients": 1}}
 
 
+async def test_channels_leaves_out_a_node_that_does_not_answer(redis: RedisServer) -> None:
+    async with (
+        fleet_of(redis, 2, **{"fleet.survey_timeout": 0.3}) as (a, b),
+        sdk_client(a, token=token("ola")) as on_a,
+        sdk_client(b, token=token("pia")) as on_b,
+    ):
+        await subscribed(on_a, "room:a")
+        await subscribed(on_b, "room:b")
+        # b is live in the registry but deaf to the control channel.
+        on_control, b.node.fleet.state.on_control = b.node.fleet.state.on_control, None
+        reply = await post(a, "channels", {})
+        assert reply["result"]["channels"] == {"room:a": {"num_clients": 1}}
+        b.node.fleet.state.on_control = on_control
+        reply = await post(a, "channels", {})
+        assert set(reply["result"]["channels"]) == {"room:a", "room:b"}
+
+
 # -- presence -------------------------------------------------------------------------------
 
 
 async def test_presence_of_a_silent_node_goes_within_two_heartbeats(redis: RedisServer) -> None:
     async with (
-        fleet_of(redis, 2) as (a, b),
+        fleet_of(redis, 2, **SHORT) as (a, b),
         api_client(a, "k") as api,
         sdk_client(a, token=token("kim")) as on_a,
         sdk_client(b, token=token("lea")) as on_b,
@@ -290,7 +313,7 @@ async def test_presence_of_a_silent_node_goes_within_two_heartbeats(redis: Redis
         task = b.node.fleet._loop_task
         assert task is not None
         task.cancel()  # b goes silent with its clients still subscribed
-        await asyncio.sleep(HEARTBEAT * 2 + 0.2)
+        await asyncio.sleep(SILENT_FOR)
         reply = await api.presence(cent.PresenceRequest(channel="room:hall"))
         assert {i.user for i in reply.presence.values()} == {"kim"}
         stats = await api.presence_stats(cent.PresenceStatsRequest(channel="room:hall"))
@@ -303,7 +326,7 @@ async def test_presence_is_written_again_after_redis_lost_its_data() -> None:
     # No history on the channel: nothing makes the client resubscribe.
     with redis_server() as private:
         async with (
-            fleet_of(private, 1) as (a,),
+            fleet_of(private, 1, **SHORT) as (a,),
             sdk_client(a, token=token("max")) as client,
         ):
             await subscribed(client, "lobby:lost")
@@ -321,9 +344,21 @@ async def test_presence_is_written_again_after_redis_lost_its_data() -> None:
 # -- failure of the broker ------------------------------------------------------------------
 
 
+async def heartbeat_shown(node: RunningNode, *, failing: bool) -> bool:
+    """Whether /status and /metrics both show the heartbeat failing (or not)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{node.internal_url}/status") as resp:
+            status = await resp.json()
+        async with http.get(f"{node.internal_url}/metrics") as resp:
+            metrics = await resp.text()
+    shown = bool(status["fleet_error"]) and "wsfleet_fleet_heartbeat_failing 1.0" in metrics
+    clear = status["fleet_error"] == "" and "wsfleet_fleet_heartbeat_failing 0.0" in metrics
+    return shown if failing else clear and "wsfleet_fleet_nodes 1.0" in metrics
+
+
 async def test_publish_api_answers_a_temporary_error_while_redis_is_down() -> None:
     with redis_server() as private:
-        async with fleet_of(private, 1) as (a,):
+        async with fleet_of(private, 1, **SHORT) as (a,):
             private.kill()
             reply = await post(a, "publish", {"channel": "room:x", "data": {}})
             assert reply["error"]["code"] == 100
@@ -335,7 +370,9 @@ async def test_publish_api_answers_a_temporary_error_while_redis_is_down() -> No
                     assert "redis" in await resp.text()
                 async with http.get(f"{a.internal_url}/livez") as resp:
                     assert resp.status == 200
+            await eventually(lambda: heartbeat_shown(a, failing=True))
             private.start()
+            await eventually(lambda: heartbeat_shown(a, failing=False), within=15)
 
             async def published() -> bool:
                 reply = await post(a, "publish", {"channel": "room:x", "data": {}})
@@ -371,6 +408,7 @@ async def test_fleet_connection_rate_is_shared_and_refused_with_503(redis: Redis
         assert 503 in statuses and set(statuses) == {101, 503}
         assert all(int(v) >= 1 for v in retry_after)
         assert a.node.stats.limit_hits["fleet_connection_rate"] == statuses.count(503)
+        assert a.node.stats.handshakes_refused["fleet_rate"] == statuses.count(503)
         # The other node's share is its own.
         async with websockets.connect(b.ws_url, proxy=None):
             pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -728,6 +729,9 @@ def _check_rules(settings: Settings, problems: _Problems) -> None:
             f"a port other than server.port ({server.port}), or 0",
         )
 
+    _check_drain(settings, problems)
+    _check_proxies(settings.server.trusted_proxies, problems)
+
     url = settings.broker.url
     if not problems.has("broker.url"):
         scheme = urlsplit(url).scheme.lower() if "://" in url else ""
@@ -736,6 +740,33 @@ def _check_rules(settings: Settings, problems: _Problems) -> None:
                 "broker.url",
                 url,
                 "a URL whose scheme is one of " + ", ".join(f"{s}://" for s in BROKER_SCHEMES),
+            )
+
+
+def _check_drain(settings: Settings, problems: _Problems) -> None:
+    drain = settings.drain
+    keys = ("drain.timeout", "drain.readiness_delay", "drain.window")
+    if problems.has(*keys):
+        return
+    needed = drain.readiness_delay + drain.window
+    if drain.timeout <= needed:
+        problems.add(
+            "drain.timeout",
+            drain.timeout,
+            f"a duration above drain.readiness_delay + drain.window ({needed:g}s), with room "
+            "to close the broker",
+        )
+
+
+def _check_proxies(proxies: list[str], problems: _Problems) -> None:
+    for index, text in enumerate(proxies):
+        try:
+            ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            problems.add(
+                f"server.trusted_proxies[{index}]",
+                text,
+                "an IP address or CIDR network, such as 10.0.0.0/8 or 2001:db8::/32",
             )
 
 

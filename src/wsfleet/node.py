@@ -6,10 +6,12 @@ and shutdown are ordered and idempotent:
 
 start: broker -> fleet registration (so presence written by the first
 clients counts) -> internal HTTP (so /livez answers during startup) ->
-public listener -> phase READY.
-stop: phase DRAINING -> stop accepting -> close connections with the
-shutdown code -> leave the fleet -> broker -> internal HTTP last -> phase
-STOPPED.
+public listener -> phase READY -> rebalancing.
+drain (SIGTERM): phase DRAINING -> keep accepting for drain.readiness_delay
+-> refuse handshakes -> close connections in paced batches with the shutdown
+code (:mod:`wsfleet.drain`) -> stop listening -> leave the fleet -> broker
+-> internal HTTP last -> phase STOPPED. ``stop`` is the same without the
+waits.
 """
 
 from __future__ import annotations
@@ -24,24 +26,26 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from picows import WSUpgradeRequest
-
 from wsfleet import __version__
 from wsfleet.auth import TokenVerifier
 from wsfleet.brokers import load_broker, shown_url
 from wsfleet.brokers.base import BrokerError, HistoryQuery, NodeInfo
+from wsfleet.core.admission import Admission, Refusal
 from wsfleet.core.channels import ChannelRules
 from wsfleet.core.client import ClientSession, SessionContext
+from wsfleet.core.client_ip import TrustedProxies
 from wsfleet.core.hub import Hub
 from wsfleet.core.lifecycle import Lifecycle, Phase
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
 from wsfleet.core.user_limit import UserConnections
+from wsfleet.drain import Drainer
 from wsfleet.fleet import FleetMember
 from wsfleet.http.server import InternalServer
 from wsfleet.protocol.codes import Disconnect, DisconnectCode, ProtocolError
+from wsfleet.rebalance import Rebalancer
 from wsfleet.settings import Settings
-from wsfleet.transport.websocket import Refusal, WebSocketServer
+from wsfleet.transport.websocket import WebSocketServer
 
 log = logging.getLogger("wsfleet.node")
 
@@ -89,12 +93,42 @@ class Node:
             monotonic=time.monotonic,
         )
         self.tokens = TokenVerifier(settings.auth)
+        server = settings.server
+        self.admission = Admission(
+            connection_limit=server.connection_limit,
+            ip_connection_limit=server.ip_connection_limit,
+            rate=server.connection_rate_limit,
+            burst=server.connection_rate_burst,
+            clock=time.monotonic,
+            stats=self.stats,
+        )
+        self.drainer = Drainer(
+            settings.drain,
+            connections=self._open_sessions,
+            finish=self._finish,
+            monotonic=time.monotonic,
+        )
+        self.rebalancer = self._rebalancer()
         self.addresses = Addresses()
         self._ws: WebSocketServer | None = None
         self._http: InternalServer | None = None
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
+
+    def _rebalancer(self) -> Rebalancer | None:
+        mode = self.settings.rebalance.mode
+        shared = not self.settings.broker.url.startswith("memory:")
+        if mode == "off" or (mode == "auto" and not shared):
+            return None
+        return Rebalancer(
+            self.settings.rebalance,
+            fleet=self.fleet,
+            uid=self.uid,
+            registry=self.registry,
+            ready=lambda: self.lifecycle.phase is Phase.READY,
+            stats=self.stats,
+        )
 
     def _context(self, loop: asyncio.AbstractEventLoop) -> SessionContext:
         return SessionContext(
@@ -117,23 +151,36 @@ class Node:
 
     # -- the handshake gate --------------------------------------------------------
 
-    def gate(self, request: WSUpgradeRequest) -> Refusal | None:
-        """Refuse handshakes the node must not take, before the upgrade."""
-        if not self.lifecycle.accepting:
-            reason = self.lifecycle.phase.value
-            self.stats.handshakes_refused[reason] += 1
-            return Refusal(503, f"node is {reason}", retry_after=1)
+    def gate(self, ip: str) -> Refusal | None:
+        """Refuse handshakes the node must not take, before the upgrade.
+
+        The node's own caps and rate come before the fleet's rate, so a
+        handshake this node would refuse anyway spends none of the fleet's share.
+        """
+        refusal = self._refusal(ip)
+        if refusal is not None:
+            self.stats.handshakes_refused[refusal.limit] += 1
+        return refusal
+
+    def _refusal(self, ip: str) -> Refusal | None:
+        if not (self.lifecycle.accepting or self.drainer.accepting):
+            phase = self.lifecycle.phase.value
+            return Refusal(503, f"node is {phase}", retry_after=1, limit=phase)
+        refusal = self.admission.check(ip)
+        if refusal is not None:
+            return refusal
         if not self.fleet.take_connection():
-            self.stats.handshakes_refused["fleet_rate"] += 1
             self.stats.limit_hits["fleet_connection_rate"] += 1
             wait = max(1, math.ceil(self.fleet.retry_after()))
-            return Refusal(503, "fleet connection rate limit", retry_after=wait)
+            return Refusal(503, "fleet connection rate limit", wait, "fleet_connection_rate")
         return None
 
     def not_ready_reason(self) -> str | None:
         """Why ``/readyz`` fails, or None when the node should get traffic."""
         if self.lifecycle.phase is not Phase.READY:
             return f"node is {self.lifecycle.phase.value}"
+        if self.admission.at_capacity:
+            return f"node at its connection limit ({self.admission.connection_limit})"
         broker = self.broker.unavailable_reason()
         if broker:
             return broker
@@ -180,10 +227,17 @@ class Node:
             raise
         self._http = InternalServer(self)
         self.addresses.internal = await self._http.start(server.internal_host, server.internal_port)
-        self._ws = WebSocketServer(self._context(loop), self.gate)
+        self._ws = WebSocketServer(
+            self._context(loop),
+            self.gate,
+            admission=self.admission,
+            proxies=TrustedProxies(server.trusted_proxies),
+        )
         self.addresses.public = await self._ws.start(server.host, server.port)
         self.lifecycle.advance(Phase.READY)
         await self.fleet.beat()  # the registry shows the node ready at once
+        if self.rebalancer is not None:
+            self.rebalancer.start()
         log.info(
             "node ready",
             extra={
@@ -196,26 +250,54 @@ class Node:
             },
         )
 
+    async def drain(self) -> None:
+        """Drain as ``drain.*`` says (SIGTERM); safe to call more than once."""
+        await self._shutdown(DisconnectCode.SHUTDOWN, urgent=False)
+
     async def stop(self, disconnect: Disconnect = DisconnectCode.SHUTDOWN) -> None:
-        """Close everything in order; safe to call more than once."""
+        """Close everything in order at once; safe to call more than once."""
+        await self._shutdown(disconnect, urgent=True)
+
+    def hurry(self) -> None:
+        """Cut a drain short (a second signal): close what is left now."""
+        self.drainer.hurry()
+
+    async def _shutdown(self, disconnect: Disconnect, *, urgent: bool) -> None:
         if self._stopping:
+            if urgent:
+                self.hurry()
             await self._stopped.wait()
             return
         self._stopping = True
         self.lifecycle.advance(Phase.DRAINING)
+        log.info(
+            "draining",
+            extra={"event": "draining", "node": self.name, "connections": len(self.registry)},
+        )
+        try:
+            if self.rebalancer is not None:
+                await self.rebalancer.stop()
+            await self.drainer.run(disconnect, urgent=urgent)
+        finally:
+            await self._finish()  # a no-op when the drain got that far
+            self._stopped.set()
+
+    def _open_sessions(self) -> list[ClientSession]:
+        return self._ws.sessions() if self._ws is not None else list(self.registry)
+
+    async def _finish(self) -> None:
+        """After the connections: stop listening, leave the fleet, broker, HTTP last."""
+        if self.lifecycle.phase is Phase.STOPPED:
+            return
         try:
             if self._ws is not None:
                 self._ws.stop_listening()
-            for session in list(self.registry):
-                session.close(disconnect)
-            await asyncio.sleep(0)  # let close frames reach the sockets
             await self.fleet.stop()
             await self.broker.close()
         finally:
             if self._http is not None:
                 await self._http.stop()
             self.lifecycle.advance(Phase.STOPPED)
-            self._stopped.set()
             log.info("node stopped", extra={"event": "stopped", "node": self.name})
 
     # -- what /status and the info API report ---------------------------------------------

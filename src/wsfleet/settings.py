@@ -53,6 +53,31 @@ class ServerSettings:
         "Host other nodes and tools reach this node at, as listed in the fleet registry; "
         "empty: the listen address, or the hostname when listening on all interfaces.",
     )
+    connection_limit: int = opt(
+        0,
+        "Open WebSocket connections this node takes; beyond it handshakes get 503 with "
+        "Retry-After and /readyz answers 503. 0: no limit.",
+        min=0,
+    )
+    connection_rate_limit: PerSecond = opt(
+        0.0,
+        "New connections per second this node accepts; over it, 503 with Retry-After. 0: no limit.",
+        min=0,
+    )
+    connection_rate_burst: int = opt(
+        0, "New connections this node accepts at once; 0: one second's worth of the rate.", min=0
+    )
+    ip_connection_limit: int = opt(
+        0,
+        "Open connections from one client IP address on this node; beyond it handshakes "
+        "get 429 with Retry-After. 0: no limit.",
+        min=0,
+    )
+    trusted_proxies: list[str] = opt(
+        [],
+        "Addresses or CIDR networks of the proxies (ingress, load balancer) whose "
+        "X-Forwarded-For header names the client; from anyone else it is ignored.",
+    )
     log_format: Literal["json", "text"] = opt(
         "json", "Log line format: json (production) or text (a terminal)."
     )
@@ -87,6 +112,51 @@ class FleetSettings:
     )
     survey_timeout: float = opt(
         2.0, "Seconds the channels API waits for the other nodes' answers.", min=0.05
+    )
+
+
+@dataclass(kw_only=True)
+class DrainSettings:
+    readiness_delay: float = opt(
+        5.0,
+        "Seconds the node keeps accepting connections after SIGTERM while /readyz already "
+        "answers 503, so endpoints and the ingress stop routing here first.",
+        min=0,
+    )
+    window: float = opt(
+        15.0,
+        "Seconds over which open connections are closed, in paced, jittered batches, with "
+        "3001 (reconnect), so clients move to other nodes without a reconnect storm.",
+        min=0,
+    )
+    timeout: float = opt(
+        30.0,
+        "Seconds from SIGTERM after which a drain that has not finished is cut short and "
+        "the process exits with code 70. Must exceed readiness_delay + window.",
+        min=1,
+    )
+
+
+@dataclass(kw_only=True)
+class RebalanceSettings:
+    mode: Literal["auto", "on", "off"] = opt(
+        "auto",
+        "Whether a node sheds connections when it holds more than its share of the fleet's: "
+        "auto is on with a shared broker and off with memory://.",
+    )
+    tolerance: float = opt(
+        0.1,
+        "Fraction above the fleet mean a node may hold before it sheds; it then sheds "
+        "down to the mean, never below.",
+        min=0,
+    )
+    rate: PerSecond = opt(
+        10.0, "Most connections per second a node sheds, each closed with 3011.", min=0.1
+    )
+    interval: float = opt(
+        10.0,
+        "Seconds between rebalancing decisions; each reads the registry as of the last heartbeat.",
+        min=0.1,
     )
 
 
@@ -190,6 +260,19 @@ class ClientSettings:
     max_pending_commands: int = opt(
         1000, "Commands queued unprocessed on one connection before it closes (3013).", min=1
     )
+    max_connection_lifetime: float = opt(
+        0.0,
+        "Seconds a connection may live before it is closed with 3011 (reconnect), so "
+        "long-lived connections move when the fleet changes. 0: no limit.",
+        min=0,
+    )
+    connection_lifetime_jitter: float = opt(
+        0.1,
+        "Fraction of max_connection_lifetime by which each connection's lifetime is "
+        "shortened at random, so connections made together do not close together.",
+        min=0,
+        max=1,
+    )
     max_connection_command_errors: int = opt(
         20,
         "Protocol errors in a row after which a connection is closed (3509). 0: never.",
@@ -274,6 +357,10 @@ class Settings:
     server: ServerSettings = section(ServerSettings, "Listeners and logging.")
     broker: BrokerSettings = section(BrokerSettings, "The backplane.")
     fleet: FleetSettings = section(FleetSettings, "The node registry and fleet-wide limits.")
+    drain: DrainSettings = section(DrainSettings, "Shutting down without dropping anyone.")
+    rebalance: RebalanceSettings = section(
+        RebalanceSettings, "Spreading long-lived connections after the fleet changes."
+    )
     auth: AuthSettings = section(AuthSettings, "Connection and subscription tokens.")
     api: ApiSettings = section(ApiSettings, "The server HTTP API on the internal port.")
     client: ClientSettings = section(ClientSettings, "Per-connection behaviour and limits.")

@@ -408,7 +408,7 @@ async def test_fleet_connection_rate_is_shared_and_refused_with_503(redis: Redis
         assert 503 in statuses and set(statuses) == {101, 503}
         assert all(int(v) >= 1 for v in retry_after)
         assert a.node.stats.limit_hits["fleet_connection_rate"] == statuses.count(503)
-        assert a.node.stats.handshakes_refused["fleet_rate"] == statuses.count(503)
+        assert a.node.stats.handshakes_refused["fleet_connection_rate"] == statuses.count(503)
         # The other node's share is its own.
         async with websockets.connect(b.ws_url, proxy=None):
             pass

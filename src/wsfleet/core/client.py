@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -335,6 +336,7 @@ class ClientSession:
         for sub, _ in subs.values():
             self.subs.activate(sub)
         self._schedule("ping", self.ctx.client.ping_interval, self._send_ping)
+        self._schedule_lifetime()
         self.subs.schedule_presence_refresh()
         log.info("connected", extra=self.log_extra(event="connected", codec=self.codec.name))
 
@@ -424,7 +426,21 @@ class ClientSession:
     def _pong_missing(self) -> None:
         if self._awaiting_pong:
             log.info("no pong", extra=self.log_extra(event="no_pong"))
+            self.ctx.stats.limit_hits["pong_timeout"] += 1
             self.close(DisconnectCode.NO_PONG)
+
+    def _schedule_lifetime(self) -> None:
+        opts = self.ctx.client
+        if opts.max_connection_lifetime <= 0:
+            return
+        # Shortened at random so connections made together do not all leave together.
+        cut = opts.connection_lifetime_jitter * random.random()
+        self._schedule("lifetime", opts.max_connection_lifetime * (1 - cut), self._lifetime_over)
+
+    def _lifetime_over(self) -> None:
+        log.info("connection lifetime over", extra=self.log_extra(event="lifetime"))
+        self.ctx.stats.limit_hits["connection_lifetime"] += 1
+        self.close(DisconnectCode.LIFETIME)
 
     def _connect_timeout(self) -> None:
         if self.state is ConnState.CONNECTING:
@@ -465,6 +481,7 @@ class ClientSession:
 
     def _on_overflow(self) -> None:
         log.warning("slow consumer", extra=self.log_extra(event="slow_consumer"))
+        self.ctx.stats.limit_hits["slow_consumer"] += 1
         self._close_now(DisconnectCode.SLOW)
 
     def close(self, disconnect: Disconnect) -> None:

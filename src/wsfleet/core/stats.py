@@ -38,3 +38,5 @@ class NodeStats:
     """Limits that refused something, by limit name."""
     gaps_detected: int = 0
     """Live publications that arrived with an offset gap."""
+    rebalanced: int = 0
+    """Connections closed to even out the fleet."""

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from wsfleet.core.drain import DrainStep
+
 if TYPE_CHECKING:
     from wsfleet.node import Node
 
@@ -47,6 +49,22 @@ class NodeCollector(Collector):
             "wsfleet_fleet_heartbeat_failing",
             "1 while this node's registry heartbeat fails.",
             0 if node.fleet.error is None else 1,
+        )
+        yield _gauge(
+            "wsfleet_websockets",
+            "Open WebSocket connections, connect command sent or not (the cap counts these).",
+            node.admission.open,
+        )
+        yield _gauge(
+            "wsfleet_connection_limit",
+            "This node's connection cap (server.connection_limit); 0: none.",
+            node.admission.connection_limit,
+        )
+        yield from _drain_metrics(node)
+        yield _counter(
+            "wsfleet_rebalanced",
+            "Connections closed to even out the fleet (3011).",
+            s.rebalanced,
         )
         yield _counter(
             "wsfleet_connections_accepted",
@@ -96,6 +114,18 @@ class NodeCollector(Collector):
         yield _labelled(
             "wsfleet_limit_hits", "Requests refused by a limit, by limit.", "limit", s.limit_hits
         )
+
+
+def _drain_metrics(node: Node) -> Iterator[Metric]:
+    p = node.drainer.progress
+    draining = p.step is not DrainStep.IDLE
+    yield _gauge("wsfleet_draining", "1 from the shutdown signal until the node exits.", draining)
+    yield _gauge(
+        "wsfleet_drain_remaining",
+        "Open connections the drain has still to close; 0 when not draining.",
+        len(node.registry) if draining else 0,
+    )
+    yield _counter("wsfleet_drain_closed", "Connections the drain closed (3001).", p.closed)
 
 
 def _gauge(name: str, doc: str, value: float) -> Metric:

@@ -6,7 +6,8 @@ server API and operational endpoints.
 - ``/livez``: 200 while the process runs its event loop; never depends on the
   broker, so Kubernetes does not restart healthy pods during a broker outage.
 - ``/readyz``: 200 when the node should get new connections; 503 with the
-  reason in the body otherwise (starting, draining, broker unreachable).
+  reason in the body otherwise (starting, draining, at the connection cap,
+  broker unreachable).
 - ``/metrics``: Prometheus text format.
 - ``/status``: JSON snapshot of the node and the fleet as of its last heartbeat.
 - ``POST /api/<method>``: the server API (see :mod:`wsfleet.http.api`).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -93,6 +95,12 @@ class InternalServer:
             # From the last heartbeat: /status never waits for the broker.
             "nodes": node.fleet_view(node.fleet.nodes),
             "fleet_error": node.fleet.error or "",
+            "drain": node.drainer.progress.as_dict(time.monotonic(), len(node.registry)),
+            "limits": {
+                "connection_limit": node.admission.connection_limit,
+                "websockets": node.admission.open,
+                "addresses": node.admission.addresses,
+            },
         }
         return _json(body)
 

@@ -98,6 +98,9 @@ class DisconnectCode:
     WRITE_ERROR = Disconnect(3009, "write error")
     INSUFFICIENT_STATE = Disconnect(3010, "insufficient state")
     FORCE_RECONNECT = Disconnect(3011, "force reconnect")
+    # wsfleet's own reasons to move a client, with the protocol's reconnect code:
+    REBALANCE = Disconnect(3011, "rebalance")
+    LIFETIME = Disconnect(3011, "connection lifetime")
     NO_PONG = Disconnect(3012, "no pong")
     TOO_MANY_REQUESTS = Disconnect(3013, "too many requests")
     INVALID_TOKEN = Disconnect(3500, "invalid token")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from picows import (
     WSCloseCode,
@@ -23,11 +22,13 @@ from picows import (
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
 
+from wsfleet.core.admission import Admission, Refusal
 from wsfleet.core.client import ClientSession, SessionContext
+from wsfleet.core.client_ip import TrustedProxies
 from wsfleet.protocol.codec import Codec, get_codec
+from wsfleet.transport.peer import create_server
 
 log = logging.getLogger("wsfleet.transport")
 
@@ -39,27 +40,39 @@ PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 READ_BUFFER_INIT_SIZE = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a handshake is refused, before the upgrade."""
-
-    status: int
-    reason: str
-    retry_after: float = 0.0
-
-
-Gate = Callable[[WSUpgradeRequest], Refusal | None]
-"""Decides whether a handshake may proceed; None lets it through."""
+Gate = Callable[[str], Refusal | None]
+"""Decides whether a handshake from a client address may proceed; None lets it through."""
 
 
 class Connection(WSListener):
     """One WebSocket: adapts picows callbacks to a session."""
 
-    __slots__ = ("_fragments", "_max_size", "_msg_type", "codec", "ctx", "session", "transport")
+    __slots__ = (
+        "_admission",
+        "_fragments",
+        "_max_size",
+        "_msg_type",
+        "_open",
+        "codec",
+        "ctx",
+        "ip",
+        "session",
+        "transport",
+    )
 
-    def __init__(self, ctx: SessionContext, codec: Codec) -> None:
+    def __init__(
+        self,
+        ctx: SessionContext,
+        codec: Codec,
+        ip: str,
+        admission: Admission,
+        open_connections: set[Connection],
+    ) -> None:
         self.ctx = ctx
+        self._open = open_connections
         self.codec = codec
+        self.ip = ip
+        self._admission = admission
         self._max_size = ctx.client.max_message_size
         self._msg_type = WSMsgType.BINARY if codec.binary else WSMsgType.TEXT
         self._fragments: bytearray | None = None
@@ -70,9 +83,9 @@ class Connection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        peer = transport.underlying_transport.get_extra_info("peername")
-        remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
-        self.session = ClientSession(self.ctx, self, self.codec, remote=remote)
+        self._admission.opened(self.ip)
+        self._open.add(self)
+        self.session = ClientSession(self.ctx, self, self.codec, remote=self.ip)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -115,6 +128,9 @@ class Connection(WSListener):
             session.on_frame(bytes(parts))
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._admission.closed(self.ip)
+        self._open.discard(self)
+        _count_oversized(transport, self.ctx)
         if self.session is not None:
             self.session.on_transport_closed()
 
@@ -142,21 +158,41 @@ class Connection(WSListener):
         transport.disconnect()
 
 
-class WebSocketServer:
-    """The public listener. ``gate`` is consulted for every handshake."""
+def _count_oversized(transport: WSTransport, ctx: SessionContext) -> None:
+    # A frame over client.max_message_size is refused with 1009, by picows
+    # (a single frame) or by us (fragments): either way the close sent says so.
+    handshake = transport.close_handshake
+    sent = handshake.sent if handshake is not None else None
+    if sent is not None and sent.code == WSCloseCode.MESSAGE_TOO_BIG:
+        ctx.stats.limit_hits["message_size"] += 1
 
-    def __init__(self, ctx: SessionContext, gate: Gate) -> None:
+
+class WebSocketServer:
+    """The public listener. ``gate`` is consulted for every handshake.
+
+    ``admission`` counts the upgraded connections by client address, which
+    ``proxies`` resolve from ``X-Forwarded-For`` when the peer is trusted.
+    """
+
+    def __init__(
+        self, ctx: SessionContext, gate: Gate, *, admission: Admission, proxies: TrustedProxies
+    ) -> None:
         self._ctx = ctx
         self._gate = gate
+        self._admission = admission
+        self._proxies = proxies
         self._server: asyncio.Server | None = None
+        self.connections: set[Connection] = set()
+        """Every upgraded connection still open, whether it sent connect or not."""
 
     def _factory(
-        self, request: WSUpgradeRequest
+        self, request: WSUpgradeRequest, peer: str
     ) -> WSListener | WSUpgradeResponseWithListener | None:
         path = request.path.split(b"?", 1)[0]
         if path != WEBSOCKET_PATH:
             return None  # picows answers 404
-        refusal = self._gate(request)
+        ip = self._client_ip(request, peer)
+        refusal = self._gate(ip)
         if refusal is not None:
             headers = {"Retry-After": str(max(1, round(refusal.retry_after)))}
             response = WSUpgradeResponse.create_error_response(
@@ -168,22 +204,31 @@ class WebSocketServer:
             response = WSUpgradeResponse.create_101_response(
                 {"Sec-WebSocket-Protocol": PROTOBUF_SUBPROTOCOL}
             )
-            return WSUpgradeResponseWithListener(
-                response, Connection(self._ctx, get_codec("protobuf"))
-            )
-        return Connection(self._ctx, get_codec("json"))
+            return WSUpgradeResponseWithListener(response, self._connection("protobuf", ip))
+        return self._connection("json", ip)
+
+    def _connection(self, codec: str, ip: str) -> Connection:
+        return Connection(self._ctx, get_codec(codec), ip, self._admission, self.connections)
+
+    def sessions(self) -> list[ClientSession]:
+        """The sessions of every open connection, connected or still connecting."""
+        return [c.session for c in self.connections if c.session is not None]
+
+    def _client_ip(self, request: WSUpgradeRequest, peer: str) -> str:
+        if not self._proxies:
+            return peer
+        return self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
 
     async def start(self, host: str, port: int) -> list[tuple[str, int]]:
         """Listen; return the bound addresses (port 0 picks a free one)."""
-        self._server = await ws_create_server(
+        self._server = await create_server(
             self._factory,
             host,
             port,
             max_frame_size=self._ctx.client.max_message_size,
             read_buffer_init_size=READ_BUFFER_INIT_SIZE,
-            websocket_handshake_timeout=10,
+            handshake_timeout=10,
             logger_name="wsfleet.transport.picows",
-            reuse_address=True,
         )
         return [s.getsockname()[:2] for s in self._server.sockets]
 

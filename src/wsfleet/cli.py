@@ -10,12 +10,17 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from wsfleet import __version__
 from wsfleet.brokers import BrokerConfigError
 from wsfleet.config import DEV_WARNING, ConfigError, check_config, load_settings
 from wsfleet.settings import Settings
+
+if TYPE_CHECKING:
+    from wsfleet.node import Node
 
 FLAG_NAMES = {
     "server.host": "--host",
@@ -167,15 +172,49 @@ def _serve(settings: Settings) -> int:
     return uvloop.run(_run(settings))
 
 
+WATCHDOG_EXIT = 70
+"""Exit code when a drain outlasts ``drain.timeout`` (EX_SOFTWARE)."""
+
+
+class _Signals:
+    """The first SIGTERM/SIGINT starts the drain and its watchdog; later ones hurry it."""
+
+    def __init__(self, node: Node, timeout: float) -> None:
+        self.node = node
+        self.timeout = timeout
+        self.received = asyncio.Event()
+        self._watchdog: threading.Timer | None = None
+
+    def __call__(self, sig: signal.Signals) -> None:
+        if self.received.is_set():
+            print(f"wsfleet: {sig.name} again: closing what is left now", file=sys.stderr)
+            self.node.hurry()
+            return
+        self.received.set()
+        # A thread, not the event loop: it must fire even if the loop is stuck.
+        self._watchdog = threading.Timer(self.timeout, _watchdog_expired, (self.timeout,))
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+
+def _watchdog_expired(timeout: float) -> None:
+    print(
+        f"wsfleet: drain not finished within drain.timeout ({timeout:g}s); exiting now",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(WATCHDOG_EXIT)
+
+
 async def _run(settings: Settings) -> int:
     from wsfleet.brokers.base import BrokerError
     from wsfleet.node import Node
 
     node = Node(settings)
-    stop = asyncio.Event()
+    signals = _Signals(node, settings.drain.timeout)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signals, sig)
     try:
         await node.start()
     except (BrokerError, OSError) as exc:
@@ -183,9 +222,9 @@ async def _run(settings: Settings) -> int:
         print(f"wsfleet: cannot start: {exc}", file=sys.stderr, flush=True)
         await node.stop()
         return 1
-    await stop.wait()
-    await node.stop()
-    return 0
+    await signals.received.wait()
+    await node.drain()
+    return 0  # the watchdog thread dies with the process
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ log = logging.getLogger("wsfleet.drain")
 
 
 class Closable(Protocol):
+    @property
+    def closed(self) -> bool: ...
+
     def close(self, disconnect: Disconnect) -> None: ...
 
 
@@ -63,6 +66,9 @@ class Drainer:
 
     def hurry(self) -> None:
         """Cut the drain short: no more waiting, close what is left now."""
+        step = self.progress.step
+        if step in (DrainStep.FINISHING, DrainStep.DONE):
+            return  # nothing left to hurry
         if not self._hurry.is_set():
             self.progress.hurried = True
             self._hurry.set()
@@ -86,6 +92,11 @@ class Drainer:
         await self._finish()
         p.step = DrainStep.DONE
 
+    def _close(self, conn: Closable, disconnect: Disconnect) -> None:
+        if not conn.closed:  # a client may have left by itself meanwhile
+            conn.close(disconnect)
+            self.progress.closed += 1
+
     async def _wait(self, seconds: float) -> None:
         if seconds > 0 and not self._hurry.is_set():
             with contextlib.suppress(TimeoutError):
@@ -105,14 +116,12 @@ class Drainer:
         while True:
             elapsed = self._monotonic() - start
             count = p.total if self._hurry.is_set() else due(p.total, window, elapsed)
-            while p.closed < count:
-                pending.pop().close(disconnect)
-                p.closed += 1
-            if p.closed >= p.total:
+            while pending and p.total - len(pending) < count:
+                self._close(pending.pop(), disconnect)
+            if not pending:
                 break
             await self._wait(tick(window, self._rng()))
         # Upgraded just before the refusals began, after the list was taken.
         for late in self._connections():
-            late.close(disconnect)
-            p.closed += 1
+            self._close(late, disconnect)
         await asyncio.sleep(0)  # let the close frames reach the sockets

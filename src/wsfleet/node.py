@@ -128,6 +128,7 @@ class Node:
             registry=self.registry,
             ready=lambda: self.lifecycle.phase is Phase.READY,
             stats=self.stats,
+            settle=2 * self.settings.fleet.heartbeat_interval,
         )
 
     def _context(self, loop: asyncio.AbstractEventLoop) -> SessionContext:

@@ -6,8 +6,9 @@ count fresh). Above ``(1 + rebalance.tolerance)`` times the mean it closes
 connections chosen at random with 3011 (reconnect), at most
 ``rebalance.rate`` per second, until it is down to the mean, never below;
 the load balancer spreads the reconnecting clients, who recover what they
-missed from history. After shedding it waits a whole interval, so the next
-decision sees the other nodes' new counts.
+missed from history. After shedding it waits at least two heartbeat
+intervals (one for the other nodes to write their new counts, one for this
+node to read them), so it never sheds on counts from before its own shedding.
 """
 
 from __future__ import annotations
@@ -43,14 +44,18 @@ class Rebalancer:
         registry: ConnectionRegistry[ClientSession],
         ready: Callable[[], bool],
         stats: NodeStats,
+        settle: float,
     ) -> None:
-        """``ready``: whether this node serves (a draining node never sheds)."""
+        """``ready``: whether this node serves (a draining node never sheds).
+        ``settle``: seconds after shedding until the registry shows its effect.
+        """
         self._settings = settings
         self._fleet = fleet
         self._uid = uid
         self._registry = registry
         self._ready = ready
         self._stats = stats
+        self._settle = settle
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -71,13 +76,16 @@ class Rebalancer:
         return excess(own, counts, self._settings.tolerance), math.ceil(fleet_mean(counts))
 
     async def _loop(self) -> None:
+        wait = self._settings.interval
         while True:
-            await asyncio.sleep(self._settings.interval)
+            await asyncio.sleep(wait)
+            wait = self._settings.interval
             if not self._ready():
                 continue
             count, floor = self.plan()
             if count:
                 await self._shed(count, floor)
+                wait = max(wait, self._settle)
 
     async def _shed(self, count: int, floor: int) -> None:
         log.info(

@@ -155,7 +155,8 @@ class RebalanceSettings:
     )
     interval: float = opt(
         10.0,
-        "Seconds between rebalancing decisions; each reads the registry as of the last heartbeat.",
+        "Seconds between rebalancing decisions, each from the registry as of the last "
+        "heartbeat; after shedding, at least two heartbeat intervals.",
         min=0.1,
     )
 

@@ -484,6 +484,10 @@ class ClientSession:
         self.ctx.stats.limit_hits["slow_consumer"] += 1
         self._close_now(DisconnectCode.SLOW)
 
+    @property
+    def closed(self) -> bool:
+        return self.state is ConnState.CLOSED
+
     def close(self, disconnect: Disconnect) -> None:
         """Close with ``disconnect``: queued replies go first, then the close frame."""
         if self.state is ConnState.CLOSED:

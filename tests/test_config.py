@@ -558,3 +558,103 @@ def test_rates_are_plain_numbers_never_durations(tmp_path: Path) -> None:
             load_settings(env={}, overrides={key: value})
         assert f"{key} = {value!r}" in str(info.value)
         assert "expected a number >= 0" in str(info.value)
+
+
+# -- connection limits, drain and rebalancing -------------------------------------------
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    proxies = ["10.0.0.0/8", " 127.0.0.1 ", "2001:db8::/32", "fd00::1"]
+    assert (
+        load_settings(env={}, overrides={"server.trusted_proxies": proxies}).server.trusted_proxies
+        == proxies
+    )
+    found = problems_of(
+        env={"WSFLEET_SERVER_TRUSTED_PROXIES": '["not-an-ip", "10.0.0.0/8", "10.0.0.0/33"]'}
+    )
+    assert set(found) == {"server.trusted_proxies[0]", "server.trusted_proxies[2]"}
+    problem = found["server.trusted_proxies[0]"]
+    assert problem.value == "not-an-ip"
+    assert problem.allowed == "an IP address or CIDR network, such as 10.0.0.0/8 or 2001:db8::/32"
+    assert problem.source == "env WSFLEET_SERVER_TRUSTED_PROXIES"
+    assert found["server.trusted_proxies[2]"].value == "10.0.0.0/33"
+
+
+@pytest.mark.parametrize(
+    ("readiness_delay", "window", "timeout"), [(5, 15, 20), (5, 15, 10), ("2s", "1m", "62s")]
+)
+def test_drain_timeout_must_exceed_readiness_delay_plus_window(
+    readiness_delay: object, window: object, timeout: object
+) -> None:
+    found = problems_of(
+        env={},
+        overrides={
+            "drain.readiness_delay": readiness_delay,
+            "drain.window": window,
+            "drain.timeout": timeout,
+        },
+    )
+    assert list(found) == ["drain.timeout"]
+    assert found["drain.timeout"].allowed.startswith(
+        "a duration above drain.readiness_delay + drain.window ("
+    )
+    ok = load_settings(
+        env={}, overrides={"drain.readiness_delay": 5, "drain.window": 15, "drain.timeout": 21}
+    )
+    assert ok.drain.timeout == 21.0
+
+
+def test_a_wrong_drain_part_is_reported_alone() -> None:
+    # The window is wrong: the timeout is not also reported against its default.
+    found = problems_of(env={}, overrides={"drain.window": "soon", "drain.timeout": 2})
+    assert list(found) == ["drain.window"]
+
+
+@pytest.mark.parametrize("jitter", [2, -0.1, "lots"])
+def test_connection_lifetime_jitter_is_a_fraction(jitter: object) -> None:
+    found = problems_of(env={}, overrides={"client.connection_lifetime_jitter": jitter})
+    assert list(found) == ["client.connection_lifetime_jitter"]
+    assert found["client.connection_lifetime_jitter"].value == jitter
+    for fine in (0, 0.25, 1):
+        s = load_settings(env={}, overrides={"client.connection_lifetime_jitter": fine})
+        assert s.client.connection_lifetime_jitter == fine
+
+
+def test_fractions_are_plain_numbers_never_durations() -> None:
+    # A fraction is no duration: "500ms" must not read as 0.5, nor "1s" as 1, and
+    # the problem must not ask for seconds.
+    for key in ("client.connection_lifetime_jitter", "rebalance.tolerance"):
+        found = problems_of(env={}, overrides={key: "500ms"})
+        assert list(found) == [key]
+        assert "seconds" not in found[key].allowed and "duration" not in found[key].allowed
+    found = problems_of(env={}, overrides={"client.connection_lifetime_jitter": 2})
+    assert "seconds" not in found["client.connection_lifetime_jitter"].allowed
+
+
+def test_rebalance_rate_and_mode() -> None:
+    found = problems_of(env={}, overrides={"rebalance.rate": 0, "rebalance.mode": "sometimes"})
+    assert (found["rebalance.rate"].value, found["rebalance.rate"].allowed) == (
+        0,
+        "a number >= 0.1",
+    )
+    assert (found["rebalance.mode"].value, found["rebalance.mode"].allowed) == (
+        "sometimes",
+        "one of 'auto', 'on', 'off'",
+    )
+    s = load_settings(env={"WSFLEET_REBALANCE_MODE": "on", "WSFLEET_REBALANCE_RATE": "0.5"})
+    assert (s.rebalance.mode, s.rebalance.rate) == ("on", 0.5)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "server.connection_limit",
+        "server.ip_connection_limit",
+        "server.connection_rate_limit",
+        "server.connection_rate_burst",
+        "client.max_connection_lifetime",
+    ],
+)
+def test_connection_limits_are_off_at_zero_and_never_negative(key: str) -> None:
+    assert load_settings(env={}, overrides={key: 0}) == load_settings(env={})
+    assert list(problems_of(env={}, overrides={key: -1})) == [key]

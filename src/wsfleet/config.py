@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from wsfleet.settings import NamespaceOptions, PerSecond, Settings
+from wsfleet.settings import Fraction, NamespaceOptions, PerSecond, Settings
 
 __all__ = [
     "BROKER_SCHEMES",
@@ -277,7 +277,7 @@ def _kind(tp: Any) -> Kind:
         return "bool"
     if tp is int:
         return "int"
-    if tp is PerSecond:
+    if tp is PerSecond or tp is Fraction:
         return "number"
     if tp is float:
         # Every other float in the schema is a number of seconds.

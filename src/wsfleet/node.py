@@ -113,6 +113,7 @@ class Node:
         self._ws: WebSocketServer | None = None
         self._http: InternalServer | None = None
         self._stopping = False
+        self._announce: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
 
@@ -271,6 +272,10 @@ class Node:
             return
         self._stopping = True
         self.lifecycle.advance(Phase.DRAINING)
+        if not urgent:
+            # The registry shows the drain at once: other nodes stop counting
+            # this one in their rebalancing mean before its clients arrive.
+            self._announce = asyncio.get_running_loop().create_task(self.fleet.beat())
         log.info(
             "draining",
             extra={"event": "draining", "node": self.name, "connections": len(self.registry)},
@@ -291,6 +296,8 @@ class Node:
         if self.lifecycle.phase is Phase.STOPPED:
             return
         try:
+            if self._announce is not None:
+                await self._announce  # before leaving: it must not re-register the node
             if self._ws is not None:
                 self._ws.stop_listening()
             await self.fleet.stop()

@@ -18,6 +18,9 @@ from typing import Any, Literal, NewType
 PerSecond = NewType("PerSecond", float)
 """A rate: a plain number per second (never a duration, so ``"1m"`` is refused)."""
 
+Fraction = NewType("Fraction", float)
+"""A share of something: a plain number such as 0.1 (never a duration)."""
+
 
 def opt(default: Any, doc: str, **extra: Any) -> Any:
     """A config field: its default and the one-line doc the reference shows."""
@@ -144,7 +147,7 @@ class RebalanceSettings:
         "Whether a node sheds connections when it holds more than its share of the fleet's: "
         "auto is on with a shared broker and off with memory://.",
     )
-    tolerance: float = opt(
+    tolerance: Fraction = opt(
         0.1,
         "Fraction above the fleet mean a node may hold before it sheds; it then sheds "
         "down to the mean, never below.",
@@ -267,7 +270,7 @@ class ClientSettings:
         "long-lived connections move when the fleet changes. 0: no limit.",
         min=0,
     )
-    connection_lifetime_jitter: float = opt(
+    connection_lifetime_jitter: Fraction = opt(
         0.1,
         "Fraction of max_connection_lifetime by which each connection's lifetime is "
         "shortened at random, so connections made together do not close together.",

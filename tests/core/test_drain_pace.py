@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from wsfleet.core.drain import MAX_TICK, MIN_TICK, due, tick
@@ -16,8 +18,8 @@ def test_closes_are_due_evenly_over_the_window() -> None:
     assert due(total, window, 9.99) == 100
     assert due(total, window, 12.0) == 100
     # At no point is more than one second's share (plus one for rounding) due at once.
-    steps = [due(total, window, t / 10) for t in range(0, 101)]
-    assert all(b - a <= total / window + 1 for a, b in zip(steps, steps[1:], strict=False))
+    steps = [due(total, window, t / 10) for t in range(101)]
+    assert all(b - a <= total / window + 1 for a, b in itertools.pairwise(steps))
 
 
 def test_a_window_of_zero_closes_everything_at_once() -> None:

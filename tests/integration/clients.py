@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import cent
 import pytest
 from centrifuge import (
@@ -43,6 +45,7 @@ from centrifuge import (
     SubscriptionEventHandler,
     UnsubscribedContext,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.node_harness import RunningNode
 
@@ -62,6 +65,39 @@ def value(data: Any) -> Any:
     if isinstance(data, (bytes, bytearray)):
         return json.loads(data)
     return data
+
+
+async def eventually(check: Callable[[], Any], *, within: float = WAIT) -> None:
+    """Poll ``check`` (a predicate, plain or async) until it holds; fail with its last value."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"condition not met within {within}s: {result!r}")
+        await asyncio.sleep(0.05)
+
+
+async def http_get(node: RunningNode, path: str) -> tuple[int, str]:
+    """GET ``path`` on the node's internal port: the status and the body."""
+    async with aiohttp.ClientSession() as http, http.get(node.internal_url + path) as resp:
+        return resp.status, await resp.text()
+
+
+async def scrape(node: RunningNode) -> dict[str, float]:
+    """The node's /metrics, each sample keyed as written there: ``name`` or
+    ``name{label="value"}``."""
+    status, text = await http_get(node, "/metrics")
+    assert status == 200
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
 
 
 class Events:
@@ -270,6 +306,18 @@ class Watcher:
             await self.client.disconnect()
 
 
+@contextlib.asynccontextmanager
+async def watching(node: RunningNode, *, protobuf: bool = False) -> AsyncIterator[Watcher]:
+    """A :class:`Watcher` of the channel ``watched``, subscribed, stopped on exit."""
+    async with api_client(node) as api:
+        watcher = Watcher(node, api, "watched")
+        await watcher.start(protobuf=protobuf)
+        try:
+            yield watcher
+        finally:
+            await watcher.stop()
+
+
 Abuse = Callable[[RunningNode, Watcher], Awaitable[None]]
 
 
@@ -279,18 +327,13 @@ async def with_watcher(node: RunningNode, abuse: Abuse, *, protobuf: bool = Fals
     Publications go out before, during (the abuse calls ``watcher.publish``)
     and after; then a new client must still be able to connect and receive.
     """
-    async with api_client(node) as api:
-        watcher = Watcher(node, api, "watched")
-        await watcher.start(protobuf=protobuf)
-        try:
-            await watcher.publish()
-            await abuse(node, watcher)
+    async with watching(node, protobuf=protobuf) as watcher:
+        await watcher.publish()
+        await abuse(node, watcher)
+        await watcher.publish()
+        await watcher.check()
+        async with sdk_client(node) as fresh:  # the node still takes new clients
+            _, events = await subscribed(fresh, "watched")
             await watcher.publish()
             await watcher.check()
-            async with sdk_client(node) as fresh:  # the node still takes new clients
-                _, events = await subscribed(fresh, "watched")
-                await watcher.publish()
-                await watcher.check()
-                assert (await events.next("pub")).offset == watcher.published
-        finally:
-            await watcher.stop()
+            assert (await events.next("pub")).offset == watcher.published

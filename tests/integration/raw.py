@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import websockets
 from centrifuge.codecs import _ProtobufCodec
+from websockets.asyncio import client as ws_client
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.datastructures import HeadersLike
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.integration.clients import WAIT
 from tests.node_harness import RunningNode
@@ -31,6 +34,34 @@ def pb_replies(frame: bytes) -> list[dict[str, Any]]:
     return list(_ProtobufCodec.decode_replies(frame))
 
 
+def ws_connect(
+    node: RunningNode,
+    *,
+    protobuf: bool = False,
+    headers: HeadersLike | None = None,
+    source: str | None = None,
+    max_queue: int = 16,
+) -> ws_client.connect:
+    """A WebSocket handshake to the node (await it, or use it as a context manager).
+
+    headers: extra headers of the upgrade request (``X-Forwarded-For``, say); a list
+    of pairs may repeat a header.
+    source: the local address to connect from; every 127.x.y.z is this host,
+    so a test can be several client addresses.
+    """
+    extra: dict[str, Any] = {"local_addr": (source, 0)} if source else {}
+    subprotocols: Any = ["centrifuge-protobuf"] if protobuf else None
+    return websockets.connect(
+        node.ws_url,
+        subprotocols=subprotocols,
+        additional_headers=headers,
+        proxy=None,
+        max_size=None,
+        max_queue=max_queue,
+        **extra,
+    )
+
+
 @contextlib.asynccontextmanager
 async def raw_client(
     node: RunningNode,
@@ -39,15 +70,17 @@ async def raw_client(
     connect: bool = True,
     token: str = "",
     max_queue: int = 16,
+    headers: HeadersLike | None = None,
+    source: str | None = None,
 ) -> AsyncIterator[ClientConnection]:
     """A raw WebSocket to the node, by default after a successful connect command.
 
     token: the connection token sent with connect ("" sends none).
     max_queue: frames the client buffers before it stops reading the socket.
+    headers, source: as for :func:`ws_connect`.
     """
-    subprotocols: Any = ["centrifuge-protobuf"] if protobuf else None
-    async with websockets.connect(
-        node.ws_url, subprotocols=subprotocols, proxy=None, max_size=None, max_queue=max_queue
+    async with ws_connect(
+        node, protobuf=protobuf, headers=headers, source=source, max_queue=max_queue
     ) as ws:
         if connect:
             request = {"token": token} if token else {}
@@ -60,6 +93,52 @@ async def raw_client(
                 reply = json.loads(await recv_text(ws))
                 assert reply["id"] == 1 and "connect" in reply
         yield ws
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A handshake the node answered with an HTTP error instead of the upgrade."""
+
+    status: int
+    retry_after: int
+    """The ``Retry-After`` header, seconds (a refusal without it fails the test)."""
+    body: str
+
+
+async def handshake(node: RunningNode, **kw: Any) -> Refusal | None:
+    """Try a handshake (``kw`` as for :func:`ws_connect`): None if the node upgraded
+    it (the connection is closed again at once), else how it refused."""
+    try:
+        async with ws_connect(node, **kw):
+            return None
+    except InvalidStatus as exc:
+        response = exc.response
+        return Refusal(
+            response.status_code, int(response.headers["Retry-After"]), response.body.decode()
+        )
+
+
+async def refused(node: RunningNode, **kw: Any) -> Refusal:
+    """A handshake (``kw`` as for :func:`ws_connect`) the node must refuse."""
+    refusal = await handshake(node, **kw)
+    assert refusal is not None, "the handshake was accepted"
+    return refusal
+
+
+async def hold_open(
+    node: RunningNode, stack: contextlib.AsyncExitStack, count: int, **kw: Any
+) -> list[int]:
+    """Open ``count`` WebSockets at once, kept open until ``stack`` closes; each one's
+    HTTP status (101: upgraded). ``kw`` as for :func:`ws_connect`."""
+
+    async def one() -> int:
+        try:
+            await stack.enter_async_context(ws_connect(node, **kw))
+        except InvalidStatus as exc:
+            return exc.response.status_code
+        return 101
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 async def recv_binary(ws: ClientConnection) -> bytes:

@@ -22,6 +22,8 @@ from tests.integration.clients import (
     WAIT,
     Abuse,
     Watcher,
+    eventually,
+    scrape,
     with_watcher,
 )
 from tests.integration.raw import (
@@ -240,6 +242,55 @@ async def test_bad_input_is_refused_and_others_lose_nothing(node: RunningNode, c
     await with_watcher(node, CASES[case], protobuf=case.endswith("protobuf"))
 
 
+async def test_oversized_messages_are_counted_per_connection(node: RunningNode) -> None:
+    """One frame over client.max_message_size, then one message over it in small
+    fragments: each closes its own connection with 1009 and counts once."""
+
+    async def both(node: RunningNode, watcher: Watcher) -> None:
+        await _oversized_frame(node, watcher)
+        await _oversized_fragmented_message(node, watcher)
+
+    await with_watcher(node, both)
+    key = 'wsfleet_limit_hits_total{limit="message_size"}'
+
+    async def counted_twice() -> bool:
+        return (await scrape(node)).get(key) == 2  # counted when the socket is gone
+
+    await eventually(counted_twice)
+    assert node.node.stats.limit_hits["message_size"] == 2
+
+
+@pytest.mark.parametrize("fragmented", [False, True], ids=["frame", "fragments"])
+async def test_a_message_of_exactly_max_message_size_passes_one_byte_more_does_not(
+    node: RunningNode, fragmented: bool
+) -> None:
+    def publish(size: int) -> str:
+        empty = json.dumps({"id": 2, "publish": {"channel": "pad", "data": ""}})
+        return json.dumps(
+            {"id": 2, "publish": {"channel": "pad", "data": "x" * (size - len(empty))}}
+        )
+
+    async def send(ws: ClientConnection, message: str) -> None:
+        await ws.send(iter([message[:300], message[300:]]) if fragmented else message)
+
+    async with raw_client(node) as ws:
+        await send(ws, publish(MAX_MESSAGE))
+        assert await json_replies(ws) == [{"id": 2, "publish": {}}]
+        await send(ws, publish(MAX_MESSAGE + 1))
+        code, _ = await closed_with(ws)
+        assert code == 1009
+
+
+@pytest.mark.parametrize("flood", [_flood, _flood_over_frames], ids=["json", "protobuf"])
+async def test_a_command_flood_is_counted(node: RunningNode, flood: Abuse) -> None:
+    """19 commands refused with 111, the 20th closes with 3013: 20 rate-limit hits."""
+    await with_watcher(node, flood, protobuf=flood is _flood_over_frames)
+    metrics = await scrape(node)
+    assert metrics['wsfleet_limit_hits_total{limit="command_rate"}'] == 20
+    assert metrics['wsfleet_command_errors_total{code="111"}'] == 19
+    assert metrics['wsfleet_disconnects_total{code="3013"}'] == 1
+
+
 async def test_many_abusers_at_once(node: RunningNode) -> None:
     """Every abuse at the same time, while the watcher keeps receiving."""
 
@@ -327,6 +378,9 @@ async def test_client_that_never_pongs_is_closed(pinging_node: RunningNode, prot
 
     await with_watcher(pinging_node, silent, protobuf=protobuf)
     assert pinging_node.node.stats.disconnects[3012] == 1  # neither the polite one nor the SDK
+    metrics = await scrape(pinging_node)
+    assert metrics['wsfleet_limit_hits_total{limit="pong_timeout"}'] == 1
+    assert metrics['wsfleet_disconnects_total{code="3012"}'] == 1
 
 
 @pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])

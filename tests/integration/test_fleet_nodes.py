@@ -21,6 +21,7 @@ import websockets
 from tests.integration.clients import (
     ClientEvents,
     api_client,
+    eventually,
     new_client,
     sdk_client,
     subscribed,
@@ -100,18 +101,6 @@ async def post(node: RunningNode, method: str, body: dict[str, Any]) -> dict[str
         assert resp.status == 200
         reply: dict[str, Any] = await resp.json()
         return reply
-
-
-async def eventually(check: Any, *, within: float = 10.0) -> None:
-    """Poll an async predicate until it holds; fail with its last value."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {within}s: {result!r}")
-        await asyncio.sleep(0.05)
 
 
 # -- the registry -----------------------------------------------------------------

@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 import cent
 import pytest
 
-from tests.integration.clients import Watcher, api_client, sdk_client, subscribed, with_watcher
+from tests.integration.clients import (
+    Watcher,
+    api_client,
+    scrape,
+    sdk_client,
+    subscribed,
+    with_watcher,
+)
 from tests.integration.raw import closed_with, json_replies, raw_client
 from tests.node_harness import RunningNode, running_node
 
@@ -54,6 +61,9 @@ async def test_subscriptions_over_the_limit_get_error_106(node: RunningNode) -> 
         assert node.node.stats.limit_hits["subscriptions"] == 1
 
     await with_watcher(node, abuse)
+    metrics = await scrape(node)
+    assert metrics['wsfleet_limit_hits_total{limit="subscriptions"}'] == 1
+    assert metrics['wsfleet_command_errors_total{code="106"}'] == 1
 
 
 async def test_a_backlog_of_pending_commands_closes_with_3013(node: RunningNode) -> None:
@@ -133,6 +143,10 @@ async def test_a_client_that_stops_reading_is_closed_as_slow_and_others_lose_not
             assert code == 3008
 
     await with_watcher(node, abuse)
+    metrics = await scrape(node)
+    assert metrics['wsfleet_limit_hits_total{limit="slow_consumer"}'] == 1
+    assert metrics["wsfleet_outbox_overflows_total"] == 1
+    assert metrics['wsfleet_disconnects_total{code="3008"}'] == 1
 
 
 async def test_the_server_api_needs_a_user_or_a_client(node: RunningNode) -> None:

@@ -158,6 +158,12 @@ class Connection(WSListener):
         transport.disconnect()
 
 
+def _is_upgrade(request: WSUpgradeRequest) -> bool:
+    headers = request.headers
+    upgrade = headers.get("Upgrade", "").lower()
+    return upgrade == "websocket" and bool(headers.get("Sec-WebSocket-Key"))
+
+
 def _count_oversized(transport: WSTransport, ctx: SessionContext) -> None:
     # A frame over client.max_message_size is refused with 1009, by picows
     # (a single frame) or by us (fragments): either way the close sent says so.
@@ -191,6 +197,11 @@ class WebSocketServer:
         path = request.path.split(b"?", 1)[0]
         if path != WEBSOCKET_PATH:
             return None  # picows answers 404
+        if not _is_upgrade(request):
+            # A health check or a scanner: answered before the gate, so it
+            # spends none of the connection rate.
+            response = WSUpgradeResponse.create_error_response(400, b"WebSocket upgrade expected\n")
+            return WSUpgradeResponseWithListener(response, None)
         ip = self._client_ip(request, peer)
         refusal = self._gate(ip)
         if refusal is not None:
@@ -217,7 +228,10 @@ class WebSocketServer:
     def _client_ip(self, request: WSUpgradeRequest, peer: str) -> str:
         if not self._proxies:
             return peer
-        return self._proxies.client_ip(peer, request.headers.get("X-Forwarded-For"))
+        # Repeated header lines are one list, in order (RFC 9110): a proxy that
+        # adds its own line must not leave the client's forged first line in charge.
+        lines = request.headers.getall("X-Forwarded-For", [])
+        return self._proxies.client_ip(peer, ",".join(lines) or None)
 
     async def start(self, host: str, port: int) -> list[tuple[str, int]]:
         """Listen; return the bound addresses (port 0 picks a free one)."""

@@ -103,7 +103,9 @@ async def test_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert await exit_code(proc, 20) == 0
         assert await close_codes(sockets) == {3001}
-    assert "connections drained" in (tmp_path / "node.log").read_text()
+    log = (tmp_path / "node.log").read_text()
+    assert "SIGTERM: draining (at most 20s); send it again" in log
+    assert "connections drained" in log
 
 
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])

@@ -191,6 +191,12 @@ class _Signals:
             self.node.hurry()
             return
         self.received.set()
+        print(
+            f"wsfleet: {sig.name}: draining (at most {self.timeout:g}s); "
+            "send it again to close every connection now",
+            file=sys.stderr,
+            flush=True,
+        )
         # A thread, not the event loop: it must fire even if the loop is stuck.
         self._watchdog = threading.Timer(self.timeout, _watchdog_expired, (self.timeout,))
         self._watchdog.daemon = True

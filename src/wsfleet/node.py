@@ -321,6 +321,7 @@ class Node:
             public=self._advertised(self.addresses.public),
             internal=self._advertised(self.addresses.internal),
             num_clients=len(self.registry),
+            connection_limit=self.admission.connection_limit,
             num_users=self.registry.num_users,
             num_subs=self.hub.num_subscriptions,
             num_channels=self.hub.num_channels,

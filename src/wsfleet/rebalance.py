@@ -1,12 +1,12 @@
 """Rebalancing: a node holding more than its share of the fleet's connections sheds some.
 
 Every ``rebalance.interval`` the node compares its connection count with the
-mean of the ready nodes in the registry (as of the last heartbeat, its own
-count fresh). Above ``(1 + rebalance.tolerance)`` times the mean it closes
-connections chosen at random with 3011 (reconnect), at most
-``rebalance.rate`` per second, until it is down to the mean, never below;
-the load balancer spreads the reconnecting clients, who recover what they
-missed from history. After shedding it waits at least two heartbeat
+mean of the ready nodes in the registry (as of its last heartbeat), by the
+rules of :mod:`wsfleet.core.rebalance`. Above ``(1 + rebalance.tolerance)``
+times the mean, in a settled fleet, it closes connections chosen at random
+with 3011 (reconnect), at most ``rebalance.rate`` per second, until it is
+down to the mean, never below; the load balancer spreads the reconnecting
+clients, who recover what they missed from history. After shedding it waits at least two heartbeat
 intervals (one for the other nodes to write their new counts, one for this
 node to read them), so it never sheds on counts from before its own shedding.
 """
@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 from collections.abc import Callable
 
 from wsfleet.core.client import ClientSession
-from wsfleet.core.rebalance import excess, fleet_mean
+from wsfleet.core.rebalance import Decision, NodeLoad, decide
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
 from wsfleet.fleet import FleetMember
@@ -57,9 +56,11 @@ class Rebalancer:
         self._stats = stats
         self._settle = settle
         self._task: asyncio.Task[None] | None = None
+        self._previous_total: int | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._task.add_done_callback(_report_end)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -67,32 +68,49 @@ class Rebalancer:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    def plan(self) -> tuple[int, int]:
-        """(connections to shed, the count to stop at) from the registry as last read."""
-        own = len(self._registry)
-        counts = [own] + [
-            n.num_clients for n in self._fleet.nodes if n.uid != self._uid and n.phase == READY
+    def plan(self) -> Decision:
+        """What to shed now, from the registry as of the last heartbeat."""
+        loads = [
+            NodeLoad(n.uid, n.num_clients, n.connection_limit)
+            for n in self._fleet.nodes
+            if n.phase == READY
         ]
-        return excess(own, counts, self._settings.tolerance), math.ceil(fleet_mean(counts))
+        decision = decide(
+            self._uid,
+            loads,
+            tolerance=self._settings.tolerance,
+            previous_total=self._previous_total,
+        )
+        self._previous_total = decision.total
+        return decision
 
     async def _loop(self) -> None:
         wait = self._settings.interval
         while True:
             await asyncio.sleep(wait)
             wait = self._settings.interval
-            if not self._ready():
-                continue
-            count, floor = self.plan()
-            if count:
-                await self._shed(count, floor)
-                wait = max(wait, self._settle)
+            try:
+                if self._ready() and await self._step():
+                    wait = max(wait, self._settle)
+            except Exception:
+                # A bug must not silently end rebalancing for the node's life.
+                log.exception("rebalancing step failed", extra={"event": "rebalance"})
+
+    async def _step(self) -> bool:
+        """One decision, and its shedding; whether anything was shed."""
+        decision = self.plan()
+        if not decision.shed:
+            return False
+        await self._shed(decision.shed, decision.floor)
+        return True
 
     async def _shed(self, count: int, floor: int) -> None:
         log.info(
             "shedding connections",
             extra={"event": "rebalance", "connections": count, "down_to": floor},
         )
-        victims = random.sample(list(self._registry), count)
+        sessions = list(self._registry)
+        victims = random.sample(sessions, min(count, len(sessions)))
         pause = 1.0 / self._settings.rate
         for session in victims:
             if not self._ready() or len(self._registry) <= floor:
@@ -102,3 +120,8 @@ class Rebalancer:
             session.close(DisconnectCode.REBALANCE)
             self._stats.rebalanced += 1
             await asyncio.sleep(pause)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("rebalancing stopped", exc_info=task.exception(), extra={"event": "rebalance"})

@@ -242,6 +242,8 @@ class NodeInfo:
     public: tuple[str, ...] = ()
     internal: tuple[str, ...] = ()
     num_clients: int = 0
+    connection_limit: int = 0
+    """The node's cap on connections (``server.connection_limit``); 0: none."""
     num_users: int = 0
     num_subs: int = 0
     num_channels: int = 0

@@ -1,30 +1,65 @@
-"""How many connections a node sheds so the fleet evens out: pure arithmetic.
+"""When a node sheds connections so the fleet evens out: pure arithmetic.
 
 After a scale-up the new nodes get only new connections: the long-lived ones
-stay where they are. A node holding more than ``(1 + tolerance)`` times the
-mean of the ready nodes sheds down to the mean (rounded up), never below, and
-the load balancer spreads the reconnecting clients over every node.
+stay where they are. The rules, applied to the ready nodes of the registry
+(every count from the same registry read, so they are comparable):
+
+* A node at its connection cap can take nobody: it is left out of the mean,
+  and it sheds nothing itself (its cap already bounds it).
+* The fleet must be settled: its total has changed by no more than the
+  tolerance since the previous decision. While clients are still arriving
+  (a start, a flood) or moving (a rollout drains a node), counts taken at
+  different moments differ for no lasting reason, and shedding would only
+  add reconnects.
+* A node holding more than ``(1 + tolerance)`` times the mean of the nodes
+  that can take connections sheds down to the mean, rounded up, never below.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
-def fleet_mean(counts: Sequence[int]) -> float:
-    return sum(counts) / len(counts) if counts else 0.0
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    uid: str
+    connections: int
+    limit: int = 0
+    """The node's connection cap; 0: none."""
+
+    @property
+    def full(self) -> bool:
+        return 0 < self.limit <= self.connections
 
 
-def excess(own: int, counts: Sequence[int], tolerance: float) -> int:
-    """Connections to shed: ``own`` above the mean of ``counts``, when beyond tolerance.
+@dataclass(frozen=True, slots=True)
+class Decision:
+    shed: int
+    """Connections to close now; 0: none."""
+    floor: int
+    """Stop shedding when down to this many."""
+    total: int
+    """The fleet's connections, for the next decision's settled check."""
+    why: str
 
-    ``counts`` are the connection counts of the ready nodes, this one included;
-    with fewer than two there is nobody to shed to.
-    """
-    if len(counts) < 2:
-        return 0
-    mean = fleet_mean(counts)
-    if own <= mean * (1 + tolerance):
-        return 0
-    return max(0, own - math.ceil(mean))
+
+def decide(
+    own: str, loads: Sequence[NodeLoad], *, tolerance: float, previous_total: int | None
+) -> Decision:
+    """What node ``own`` should shed, given the ready nodes' ``loads``."""
+    total = sum(load.connections for load in loads)
+    mine = next((load for load in loads if load.uid == own), None)
+    open_nodes = [load for load in loads if not load.full]
+    if mine is None or mine.full:
+        return Decision(0, 0, total, "this node is full or not listed")
+    if len(open_nodes) < 2:
+        return Decision(0, 0, total, "no other node can take connections")
+    if previous_total is None or abs(total - previous_total) > tolerance * previous_total:
+        return Decision(0, 0, total, "the fleet is not settled")
+    mean = sum(load.connections for load in open_nodes) / len(open_nodes)
+    floor = math.ceil(mean)
+    if mine.connections <= mean * (1 + tolerance):
+        return Decision(0, floor, total, "within tolerance")
+    return Decision(mine.connections - floor, floor, total, "above the mean")

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit setup proto docs clean
+.PHONY: run test lint typecheck unit setup proto docs lab clean
 
 run: $(STAMP)
 	$(BIN)/wsfleet serve --dev
@@ -15,11 +15,11 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src
+	$(BIN)/ruff check src tests benchmarks lab
+	$(BIN)/ruff format --check src lab
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src
+	$(BIN)/mypy src lab
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python tools/ensure_system_deps.py
 	touch $(STAMP)
+
+# The fleet lab: a real fleet behind nginx, SDK clients, a publisher, a report.
+# Default: a rolling restart of 3 nodes with 300 clients. More: make lab ARGS='scale-up'
+# or ARGS='--clients 5000 --rate 5' (see python -m lab --help).
+lab: $(STAMP)
+	$(BIN)/python -m lab $(ARGS)
 
 # Regenerate the Protobuf bindings from src/wsfleet/protocol/client.proto.
 proto: $(STAMP)

@@ -2,7 +2,10 @@
 
 Every server here is a ``redis-server`` child process on a free loopback port,
 with no persistence, in its own temporary directory, so tests may SIGKILL and
-restart it. The shared Redis on 127.0.0.1:6379 is never touched.
+restart it. The shared Redis on 127.0.0.1:6379 is never touched. The single
+server and the free ports live in :mod:`lab.redis` and :mod:`lab.ports` (the
+fleet lab uses them too) and are re-exported here; Cluster and Sentinel are
+only for tests.
 
 When ``redis-server`` is missing it is installed with apt (the test images run
 as root); if that fails the fixture fails naming the package. It never skips.
@@ -15,18 +18,20 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
+from lab.ports import free_port, node_port
+from lab.redis import RedisServer, ensure_redis_server, redis_server, wait_ping
+from lab.redis import redis_cli as _cli
 from wsfleet.brokers.base import Broker, PublishOptions
 from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition, raw
 
@@ -44,145 +49,6 @@ __all__ = [
     "session_redis",
     "session_redis_cluster",
 ]
-
-
-def ensure_redis_server() -> str:
-    """Path of ``redis-server``, installing the Debian package if it is missing."""
-    path = shutil.which("redis-server")
-    if path:
-        return path
-    try:
-        subprocess.run(
-            ["apt-get", "install", "-y", "redis-server"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=300,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(
-            "redis-server is required: install the 'redis-server' package "
-            f"(apt-get install -y redis-server); automatic install failed: {exc}"
-        ) from exc
-    path = shutil.which("redis-server")
-    if not path:
-        raise RuntimeError("redis-server is required: install the 'redis-server' package")
-    return path
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port(*, cluster_bus: bool = False) -> int:
-    """A free loopback port; with ``cluster_bus`` also port + 10000 (Cluster's bus)."""
-    if not cluster_bus:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-            return port
-    for _ in range(1000):
-        port = random.randint(20000, 50000)
-        if _bindable(port) and _bindable(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
-
-
-_handed_out: set[int] = set()
-
-
-def node_port() -> int:
-    """A free port never given to a node before in this test run.
-
-    The OS may offer a port it just offered again (nothing was bound to it in
-    between), so two nodes, or a node's two listeners, could get the same one.
-    """
-    while True:
-        port = free_port()
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-
-
-def _cli(port: int, *args: str) -> str:
-    cli = shutil.which("redis-cli") or "redis-cli"
-    result = subprocess.run(
-        [cli, "-p", str(port), *args], capture_output=True, text=True, timeout=30, check=False
-    )
-    return result.stdout
-
-
-def _wait_ping(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"redis-server on port {port} did not start")
-
-
-@dataclass
-class RedisServer:
-    """One private ``redis-server`` process; ``kill()`` and ``start()`` may repeat."""
-
-    port: int
-    workdir: Path
-    extra: list[str] = field(default_factory=list)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [
-            ensure_redis_server(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.workdir),
-            *self.extra,
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
-        )
-        try:
-            _wait_ping(self.port)
-        except BaseException:
-            self.kill()
-            raise
-
-    def kill(self) -> None:
-        """SIGKILL: the server dies at once and its data is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def cli(self, *args: str) -> str:
-        return _cli(self.port, *args)
-
-
-@contextmanager
-def redis_server(*extra: str) -> Iterator[RedisServer]:
-    with tempfile.TemporaryDirectory(prefix="wsfleet-redis-") as tmp:
-        server = RedisServer(free_port(), Path(tmp), list(extra))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.kill()
 
 
 @dataclass
@@ -261,7 +127,7 @@ def redis_sentinel() -> Iterator[RedisSentinel]:
             cwd=tmp,
         )
         try:
-            _wait_ping(port)
+            wait_ping(port)
             deadline = time.monotonic() + 10
             while str(master.port) not in _cli(
                 port, "sentinel", "get-master-addr-by-name", "wsfleet-master"

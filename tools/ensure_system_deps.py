@@ -1,9 +1,12 @@
 """Make sure the system programs the tests drive are installed.
 
 The test suite uses real servers, never mocks: a private ``redis-server`` per
-test session. Where a program is missing and this runs as root with apt-get
-available, it is installed; otherwise this fails naming the package, so a
-missing server is never silently skipped.
+test session, and for the end-to-end tests and the fleet lab (``make lab``) a
+real ``nginx`` (and, with ``--balancer haproxy``, ``haproxy``) in front of the
+nodes, each run as the current user with a private directory. Where a program
+is missing and this runs as root with apt-get available, it is installed;
+otherwise this fails naming the package, so a missing server is never
+silently skipped.
 """
 
 from __future__ import annotations
@@ -16,11 +19,18 @@ import sys
 PROGRAMS = {
     "redis-server": "redis-server",
     "redis-cli": "redis-tools",
+    "nginx": "nginx",
+    "haproxy": "haproxy",
 }
 
 
+def _installed(program: str) -> bool:
+    # nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
+    return bool(shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin"))
+
+
 def main() -> int:
-    missing = sorted({pkg for prog, pkg in PROGRAMS.items() if shutil.which(prog) is None})
+    missing = sorted({pkg for prog, pkg in PROGRAMS.items() if not _installed(prog)})
     if not missing:
         return 0
     if os.geteuid() == 0 and shutil.which("apt-get"):

@@ -23,6 +23,8 @@ SECRET = "fleet-tests-hmac-secret-of-more-than-32-bytes"
 API_KEY = "fleet-tests-api-key"
 
 CONFIG: dict[str, Any] = {
+    # A short drain: these tests are about delivery, not about the drain's pace.
+    "drain": {"readiness_delay": 0.2, "window": 0.5, "timeout": 10},
     "api": {"key": API_KEY},
     "auth": {"token_hmac_secret": SECRET},
     "channel": {

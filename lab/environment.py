@@ -127,8 +127,9 @@ class Lab:
 
     def __init__(self, options: LabOptions) -> None:
         self.options = options
-        self.out = options.out
-        self.logs = options.out / "logs"
+        # Absolute: nginx, HAProxy and redis-server run in directories of their own.
+        self.out = options.out.resolve()
+        self.logs = self.out / "logs"
         self.run_id = secrets.token_hex(4)
         self.started_at = time.time()
         self.marks: list[dict[str, Any]] = []

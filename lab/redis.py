@@ -73,20 +73,25 @@ class RedisServer:
 
     def start(self) -> None:
         """Start on :attr:`port` (the same one after a kill) and wait for PONG."""
+        workdir = self.workdir.resolve()  # redis-server runs in it: a relative --dir would miss
         args = [
             ensure_redis_server(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
-            "--dir", str(self.workdir),
+            "--dir", str(workdir),
             *self.extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
-        )
+        log = workdir / "redis-server.log"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
         try:
             wait_ping(self.port)
+        except RuntimeError as exc:
+            self.kill()
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+            raise RuntimeError(f"{exc}; the end of its log ({log}):\n{tail}") from None
         except BaseException:
             self.kill()
             raise

@@ -52,6 +52,7 @@ def configure(*, fmt: str = "json", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # picows logs every refused handshake at info level; ours says more.
+    # picows logs every accepted and refused connection at info level; ours says more.
     logging.getLogger("picows").setLevel(logging.WARNING)
+    logging.getLogger("wsfleet.transport.picows").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -168,6 +168,9 @@ class Node:
         if not (self.lifecycle.accepting or self.drainer.accepting):
             phase = self.lifecycle.phase.value
             return Refusal(503, f"node is {phase}", retry_after=1, limit=phase)
+        if self.rebalancer is not None and self.rebalancer.shedding:
+            # Above the fleet mean: new clients, the shed ones first, go elsewhere.
+            return Refusal(503, "node is rebalancing", 1, "rebalancing")
         refusal = self.admission.check(ip)
         if refusal is not None:
             return refusal

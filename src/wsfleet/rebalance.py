@@ -6,7 +6,9 @@ rules of :mod:`wsfleet.core.rebalance`. Above ``(1 + rebalance.tolerance)``
 times the mean, in a settled fleet, it closes connections chosen at random
 with 3011 (reconnect), at most ``rebalance.rate`` per second, until it is
 down to the mean, never below; the load balancer spreads the reconnecting
-clients, who recover what they missed from history. After shedding it waits at least two heartbeat
+clients, who recover what they missed from history. While it sheds, the node
+refuses handshakes with 503 (:attr:`Rebalancer.shedding`), so the clients it
+sheds, and anyone else, land on the other nodes instead of coming back. After shedding it waits at least two heartbeat
 intervals (one for the other nodes to write their new counts, one for this
 node to read them), so it never sheds on counts from before its own shedding.
 """
@@ -57,6 +59,10 @@ class Rebalancer:
         self._settle = settle
         self._task: asyncio.Task[None] | None = None
         self._previous_total: int | None = None
+        self.last: Decision | None = None
+        self.shedding = False
+        """True while connections are being shed: new handshakes go elsewhere."""
+        """The latest decision, as ``/status`` shows it."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -82,6 +88,12 @@ class Rebalancer:
             previous_total=self._previous_total,
         )
         self._previous_total = decision.total
+        self.last = decision
+        log.debug(
+            "rebalancing: %s",
+            decision.why,
+            extra={"event": "rebalance_decision", "shed": decision.shed, "total": decision.total},
+        )
         return decision
 
     async def _loop(self) -> None:
@@ -101,7 +113,11 @@ class Rebalancer:
         decision = self.plan()
         if not decision.shed:
             return False
-        await self._shed(decision.shed, decision.floor)
+        self.shedding = True
+        try:
+            await self._shed(decision.shed, decision.floor)
+        finally:
+            self.shedding = False
         return True
 
     async def _shed(self, count: int, floor: int) -> None:

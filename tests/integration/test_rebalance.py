@@ -4,8 +4,9 @@ Two nodes in this process share a private ``redis-server``; all the clients
 first land on one of them, as they do on old pods after a scale-up. The
 clients are raw WebSockets; the test plays the load balancer and reconnects
 each shed client to the other node. The crowded node closes with 3011
-"rebalance", no faster than ``rebalance.rate``, stops at the fleet mean and
-sheds nothing more once the fleet is even. A node that is off
+"rebalance", no faster than ``rebalance.rate``, refuses handshakes with 503
+while it sheds, stops at the fleet mean and sheds nothing more once the
+fleet is even. A node that is off
 (``rebalance.mode: off``) or alone never sheds.
 """
 
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
 
 from tests.integration.test_drain import closed_at, connected
 from tests.node_harness import RunningNode, running_node
@@ -26,7 +29,7 @@ from tests.redis_servers import RedisServer, redis_server
 pytestmark = pytest.mark.redis
 
 CLIENTS = 20
-RATE = 20.0
+RATE = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +81,12 @@ async def test_the_crowded_node_sheds_down_to_the_mean_at_the_rate(redis: RedisS
             return closed
 
         tasks = [asyncio.create_task(client()) for _ in range(CLIENTS)]
+        await eventually(lambda: len(moved) >= 1)
+        # While it sheds, the crowded node sends newcomers elsewhere.
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(crowded.ws_url, proxy=None)
+        assert refused.value.response.status_code == 503
+        assert b"rebalancing" in refused.value.response.body
         await eventually(lambda: len(moved) >= CLIENTS // 2)
         await asyncio.sleep(3.0)  # several more decisions: the fleet is even, nothing moves
         shed = [t.result() for t in tasks if t.done()]
@@ -88,6 +97,7 @@ async def test_the_crowded_node_sheds_down_to_the_mean_at_the_rate(redis: RedisS
     assert len(shed) == CLIENTS // 2, "shed to the mean of 20 and 0, and no further"
     assert crowded.node.stats.rebalanced == CLIENTS // 2
     assert other.node.stats.rebalanced == 0
+    assert crowded.node.stats.handshakes_refused["rebalancing"] >= 1
     times = sorted(t for t, _, _ in shed)
     # No faster than rebalance.rate: a lower bound, which a slow machine only widens.
     assert times[-1] - times[0] >= (len(times) - 1) / RATE * 0.9

@@ -96,6 +96,7 @@ class InternalServer:
             "nodes": node.fleet_view(node.fleet.nodes),
             "fleet_error": node.fleet.error or "",
             "drain": node.drainer.progress.as_dict(time.monotonic(), len(node.registry)),
+            "rebalance": _rebalance_status(node),
             "limits": {
                 "connection_limit": node.admission.connection_limit,
                 "websockets": node.admission.open,
@@ -135,6 +136,17 @@ class InternalServer:
         except ApiBadRequest as exc:
             return _json({"error": {"code": 107, "message": str(exc)}}, status=400)
         return _json(reply)
+
+
+def _rebalance_status(node: Node) -> dict[str, object]:
+    rebalancer = node.rebalancer
+    if rebalancer is None:
+        return {"enabled": False}
+    last = rebalancer.last
+    if last is None:
+        return {"enabled": True, "last": None}
+    decision = {"shed": last.shed, "down_to": last.floor, "total": last.total, "why": last.why}
+    return {"enabled": True, "last": decision, "shed_total": node.stats.rebalanced}
 
 
 def _json(body: object, status: int = 200) -> web.Response:

@@ -8,9 +8,10 @@ with 3011 (reconnect), at most ``rebalance.rate`` per second, until it is
 down to the mean, never below; the load balancer spreads the reconnecting
 clients, who recover what they missed from history. While it sheds, the node
 refuses handshakes with 503 (:attr:`Rebalancer.shedding`), so the clients it
-sheds, and anyone else, land on the other nodes instead of coming back. After shedding it waits at least two heartbeat
-intervals (one for the other nodes to write their new counts, one for this
-node to read them), so it never sheds on counts from before its own shedding.
+sheds, and anyone else, land on the other nodes instead of coming back.
+After shedding it waits at least two heartbeat intervals (one for the other
+nodes to write their new counts, one for this node to read them), so it
+never sheds on counts from before its own shedding.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from wsfleet.core.client import ClientSession
+from wsfleet.core.drain import due, tick
 from wsfleet.core.rebalance import Decision, NodeLoad, decide
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
@@ -46,6 +49,7 @@ class Rebalancer:
         ready: Callable[[], bool],
         stats: NodeStats,
         settle: float,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``ready``: whether this node serves (a draining node never sheds).
         ``settle``: seconds after shedding until the registry shows its effect.
@@ -57,12 +61,13 @@ class Rebalancer:
         self._ready = ready
         self._stats = stats
         self._settle = settle
+        self._monotonic = monotonic
         self._task: asyncio.Task[None] | None = None
         self._previous_total: int | None = None
         self.last: Decision | None = None
+        """The latest decision, as ``/status`` shows it."""
         self.shedding = False
         """True while connections are being shed: new handshakes go elsewhere."""
-        """The latest decision, as ``/status`` shows it."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -76,16 +81,16 @@ class Rebalancer:
 
     def plan(self) -> Decision:
         """What to shed now, from the registry as of the last heartbeat."""
+        nodes = self._fleet.nodes
         loads = [
-            NodeLoad(n.uid, n.num_clients, n.connection_limit)
-            for n in self._fleet.nodes
-            if n.phase == READY
+            NodeLoad(n.uid, n.num_clients, n.connection_limit) for n in nodes if n.phase == READY
         ]
         decision = decide(
             self._uid,
             loads,
             tolerance=self._settings.tolerance,
             previous_total=self._previous_total,
+            changing=len(loads) < len(nodes),
         )
         self._previous_total = decision.total
         self.last = decision
@@ -127,15 +132,21 @@ class Rebalancer:
         )
         sessions = list(self._registry)
         victims = random.sample(sessions, min(count, len(sessions)))
-        pause = 1.0 / self._settings.rate
-        for session in victims:
-            if not self._ready() or len(self._registry) <= floor:
-                return
-            if self._registry.get(session.client_id) is None:
-                continue  # left by itself meanwhile
-            session.close(DisconnectCode.REBALANCE)
-            self._stats.rebalanced += 1
-            await asyncio.sleep(pause)
+        # Paced like a drain: by elapsed time, so a busy event loop slows the
+        # shedding by its own latency only, never below the rate.
+        window = len(victims) / self._settings.rate
+        start = self._monotonic()
+        while victims:
+            elapsed = self._monotonic() - start
+            while victims and count - len(victims) < due(count, window, elapsed):
+                if not self._ready() or len(self._registry) <= floor:
+                    return
+                session = victims.pop()
+                if self._registry.get(session.client_id) is not None:  # not gone by itself
+                    session.close(DisconnectCode.REBALANCE)
+                    self._stats.rebalanced += 1
+            if victims:
+                await asyncio.sleep(tick(window, random.random()))
 
 
 def _report_end(task: asyncio.Task[None]) -> None:

@@ -52,3 +52,8 @@ def test_alone_or_unlisted_a_node_never_sheds() -> None:
 def test_the_mean_is_rounded_up_so_a_node_never_goes_below_it() -> None:
     d = decide("n0", loads(7, 0), tolerance=0.0, previous_total=7)
     assert (d.shed, d.floor) == (3, 4)
+
+
+def test_while_a_node_starts_or_drains_nothing_is_shed() -> None:
+    d = decide("n0", loads(300, 0), tolerance=0.1, previous_total=300, changing=True)
+    assert (d.shed, d.why) == (0, "a node is starting or draining")

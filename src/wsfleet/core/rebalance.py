@@ -6,11 +6,12 @@ stay where they are. The rules, applied to the ready nodes of the registry
 
 * A node at its connection cap can take nobody: it is left out of the mean,
   and it sheds nothing itself (its cap already bounds it).
-* The fleet must be settled: its total has changed by no more than the
-  tolerance since the previous decision. While clients are still arriving
-  (a start, a flood) or moving (a rollout drains a node), counts taken at
-  different moments differ for no lasting reason, and shedding would only
-  add reconnects.
+* The fleet must be settled: no node is starting or draining, and its total
+  has changed by no more than the tolerance since the previous decision.
+  While clients are still arriving (a start, a flood) or moving (a rollout
+  drains a node), counts taken at different moments differ for no lasting
+  reason, and shedding would only add reconnects (in a rollout, clients
+  moved to a node that is drained next move twice).
 * A node holding more than ``(1 + tolerance)`` times the mean of the nodes
   that can take connections sheds down to the mean, rounded up, never below.
 """
@@ -46,9 +47,17 @@ class Decision:
 
 
 def decide(
-    own: str, loads: Sequence[NodeLoad], *, tolerance: float, previous_total: int | None
+    own: str,
+    loads: Sequence[NodeLoad],
+    *,
+    tolerance: float,
+    previous_total: int | None,
+    changing: bool = False,
 ) -> Decision:
-    """What node ``own`` should shed, given the ready nodes' ``loads``."""
+    """What node ``own`` should shed, given the ready nodes' ``loads``.
+
+    ``changing``: some node of the fleet is starting or draining.
+    """
     total = sum(load.connections for load in loads)
     mine = next((load for load in loads if load.uid == own), None)
     open_nodes = [load for load in loads if not load.full]
@@ -56,6 +65,8 @@ def decide(
         return Decision(0, 0, total, "this node is full or not listed")
     if len(open_nodes) < 2:
         return Decision(0, 0, total, "no other node can take connections")
+    if changing:
+        return Decision(0, 0, total, "a node is starting or draining")
     if previous_total is None or abs(total - previous_total) > tolerance * previous_total:
         return Decision(0, 0, total, "the fleet is not settled")
     mean = sum(load.connections for load in open_nodes) / len(open_nodes)

@@ -21,6 +21,12 @@ from picows.picows import (  # type: ignore[attr-defined]
     WSProtocol,
 )
 
+LISTEN_BACKLOG = 4096
+"""Connections the kernel queues before the node accepts them (capped by
+net.core.somaxconn). A drain or a rebalance elsewhere sends hundreds of
+reconnects a second; asyncio's default of 100 overflows under that on a busy
+node, and the overflow shows as connect timeouts at the load balancer."""
+
 Factory = Callable[[WSUpgradeRequest, str], Any]
 """Called with the upgrade request and the peer's address; returns what picows expects."""
 
@@ -84,4 +90,6 @@ async def create_server(
         )
 
     loop = asyncio.get_running_loop()
-    return await loop.create_server(protocol, host, port, reuse_address=True)
+    return await loop.create_server(
+        protocol, host, port, reuse_address=True, backlog=LISTEN_BACKLOG
+    )

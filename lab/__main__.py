@@ -5,6 +5,7 @@ Examples::
     python -m lab                                   # rolling restart, 3 nodes, 300 clients
     python -m lab scale-up --clients 600
     python -m lab kill-node --balancer haproxy
+    python -m lab --balancer haproxy --keep-draining-backends
     python -m lab rolling-restart --clients 5000 --rate 5 --set drain.window=20
     python -m lab node-cap --set server.connection_limit=80
 
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--balancer", choices=["nginx", "haproxy"], default="nginx")
     p.add_argument("--affinity", action="store_true", help="cookie affinity in the balancer")
+    p.add_argument(
+        "--keep-draining-backends",
+        action="store_true",
+        help="a draining node stays in the balancer until it exits\n"
+        "(only a health check takes it out: haproxy)",
+    )
     p.add_argument("--workers", type=int, default=0, help="client processes (0: 1 per 1,500)")
     p.add_argument("--connect-rate", type=float, default=200.0, help="new clients per second")
     p.add_argument("--protobuf-every", type=int, default=0, help="every n-th client on Protobuf")
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration": args.duration,
         "balancer": args.balancer,
         "affinity": args.affinity,
+        "keep_draining_backends": args.keep_draining_backends,
         "workers": args.workers,
         "connect_rate": args.connect_rate,
         "protobuf_every": args.protobuf_every,

@@ -88,6 +88,8 @@ class LabOptions:
     tail: float = 3.0
     balancer: str = "nginx"
     affinity: bool = False
+    keep_draining_backends: bool = False
+    """Keep a draining node in the balancer until it exits (see :meth:`Lab.drain_node`)."""
     workers: int = 0
     """Client worker processes; 0: one per 1,500 clients."""
     connect_rate: float = 200.0
@@ -181,7 +183,11 @@ class Lab:
         return [Target(n.name, n.internal_url) for n in nodes]
 
     def backends(self) -> list[Backend]:
-        return [Backend(n.name, n.port, n.internal_port) for n in self.fleet.nodes]
+        """The balancer's node set: the members, and the draining nodes if it keeps them."""
+        nodes = list(self.fleet.nodes)
+        if self.options.keep_draining_backends:
+            nodes += [n for n in self.leaving if n.running]
+        return [Backend(n.name, n.port, n.internal_port) for n in nodes]
 
     def mark(self, label: str, *, short: str = "", at: float = 0.0, **data: Any) -> None:
         """Record that ``label`` happened ``at`` (default: now), for the report's timeline."""
@@ -288,7 +294,17 @@ class Lab:
         return float(self.options.setting("drain.timeout", 30.0)) + 10.0
 
     async def drain_node(self, node: NodeProcess) -> int | None:
-        """SIGTERM ``node``, take it out of the balancer, wait for its exit; its exit code."""
+        """SIGTERM ``node``, take it out of the balancer, wait for its exit; its exit code.
+
+        By default the node leaves the balancer at once, as a pod's endpoint
+        does when the pod starts terminating, and an ingress controller follows
+        it. With :attr:`LabOptions.keep_draining_backends` it stays in the
+        balancer's configuration until it has exited, as with a balancer whose
+        server list is fixed or slow to follow (DNS, a cloud load balancer):
+        only the balancer's own health check of ``/readyz`` takes it out of
+        rotation (HAProxy has one; nginx keeps sending it handshakes, which
+        it refuses with 503 once its readiness delay is over).
+        """
         clients = self.observer.clients_now().get(node.name, 0)
         at = time.time()
         node.send_sigterm()
@@ -296,10 +312,14 @@ class Lab:
         self.leaving.append(node)
         self.mark(f"SIGTERM {node.name} ({clients} clients)", short=f"SIGTERM {node.name}",
                   at=at, action="sigterm", node=node.name, clients=clients)  # fmt: skip
-        await self.balancer.reload(self.backends())
+        keep = self.options.keep_draining_backends
+        if not keep:
+            await self.balancer.reload(self.backends())
         code = await node.wait_exit(self._exit_timeout())
         self.mark(f"{node.name} exited with code {code}", short=f"{node.name} exit {code}",
                   action="exit", node=node.name, code=code)  # fmt: skip
+        if keep:
+            await self.balancer.reload(self.backends())
         return code
 
     async def kill_node(self, node: NodeProcess) -> None:

@@ -15,51 +15,56 @@ second, without waiting for its endpoint to be removed.
 * Optional cookie stickiness: ``cookie WSFLEETSRV insert indirect nocache``
   (each server's cookie value is its name). The SDKs keep no cookies, so
   their connections are spread round robin all the same.
+* Lab only: HAProxy's statistics page at ``/lab/stats`` on the listen port
+  (:meth:`HAProxy.servers` reads its CSV): each node's state as the health
+  check sees it (``UP``, ``DOWN``; the last check's result and HTTP status)
+  and how many connections were sent to it, so a test can see when a draining
+  node left the rotation and that nothing was sent to it afterwards.
 
 A reload (a new node set) starts a new process with ``-sf <old pid>``: the old
 one stops listening and keeps its connections until they close, or until
-``hard-stop-after`` passes.
+``hard-stop-after`` passes. Statistics are the current process's: its counters
+start at zero at each reload.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.client
+import csv
+import io
 import resource
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
-from lab.balancer import Backend
+from lab.balancer import LAB_GENERATION_PATH, Backend, BalancerOptions, BalancerProcess
 from lab.nginx import (
-    AFFINITY_COOKIE_NAME,
-    LAB_GENERATION_PATH,
     PROXY_CONNECT_TIMEOUT,
     PROXY_READ_TIMEOUT,
     WORKER_SHUTDOWN_TIMEOUT,
 )
-from lab.system import require_program
 
-__all__ = ["HAProxy", "HAProxyOptions", "render"]
+__all__ = ["LAB_STATS_PATH", "HAProxy", "HAProxyOptions", "ServerState", "parse_stats", "render"]
+
+BACKEND = "wsfleet"
+"""The name of the backend section: the nodes."""
+
+LAB_STATS_PATH = "/lab/stats"
+"""Lab only: HAProxy's statistics page (``/lab/stats;csv`` for CSV), on the listen port."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class HAProxyOptions:
-    listen_port: int
-    prefix: Path
+class HAProxyOptions(BalancerOptions):
+    """Everything :func:`render` needs; ``prefix`` holds the configuration and the pid file."""
+
     backends: tuple[Backend, ...] = ()
     tunnel_timeout: int = PROXY_READ_TIMEOUT
     connect_timeout: int = PROXY_CONNECT_TIMEOUT
-    affinity: bool = False
-    affinity_cookie: str = AFFINITY_COOKIE_NAME
     hard_stop_after: int = WORKER_SHUTDOWN_TIMEOUT
     check_interval_ms: int = 500
     maxconn: int = 9000
-    generation: int = 0
 
 
 def render(o: HAProxyOptions) -> str:
@@ -89,12 +94,15 @@ def render(o: HAProxyOptions) -> str:
         "frontend wsfleet_in",
         f"    bind 127.0.0.1:{o.listen_port}",
         "    option forwardfor",
+        "    stats enable",
+        f"    stats uri {LAB_STATS_PATH}",
         f"    http-request return status 200 content-type text/plain "
         f'string "{o.generation}" if {{ path {LAB_GENERATION_PATH} }}',
-        "    http-request deny deny_status 404 unless { path /connection/websocket }",
-        "    default_backend wsfleet",
+        "    http-request deny deny_status 404 "
+        f"unless {{ path /connection/websocket }} || {{ path_beg {LAB_STATS_PATH} }}",
+        f"    default_backend {BACKEND}",
         "",
-        "backend wsfleet",
+        f"backend {BACKEND}",
         "    balance roundrobin",
         "    option httpchk GET /readyz",
         "    http-check expect status 200",
@@ -110,120 +118,94 @@ def render(o: HAProxyOptions) -> str:
     return "\n".join([*lines, ""])
 
 
-class HAProxy:
+class ServerState(NamedTuple):
+    """One node as HAProxy's statistics show it (a row of its CSV)."""
+
+    name: str
+    status: str
+    """``UP``, ``DOWN``, or between them (``UP 1/2``: one more failed check to ``DOWN``)."""
+    check_status: str
+    """The last health check's result: ``L7OK``, ``L7STS`` (an unexpected HTTP status) ..."""
+    check_code: int
+    """The HTTP status the last health check got (0 if none)."""
+    sessions: int
+    """Connections this process has sent the node so far (``stot``), refused ones included."""
+    redispatches: int
+    """Handshakes this process sent the node and then retried on another (``wredis``)."""
+
+
+def parse_stats(csv_text: str, backend: str = BACKEND) -> dict[str, ServerState]:
+    """The servers of ``backend`` in HAProxy's statistics CSV (``# pxname,svname,...``)."""
+    reader = csv.DictReader(io.StringIO(csv_text.removeprefix("# ")))
+    servers = {}
+    for row in reader:
+        if row["pxname"] != backend or row["svname"] in ("FRONTEND", "BACKEND"):
+            continue
+        servers[row["svname"]] = ServerState(
+            name=row["svname"],
+            status=row["status"],
+            check_status=row["check_status"],
+            check_code=int(row["check_code"] or 0),
+            sessions=int(row["stot"] or 0),
+            redispatches=int(row["wredis"] or 0),
+        )
+    return servers
+
+
+class HAProxy(BalancerProcess[HAProxyOptions]):
     """Real ``haproxy`` processes: the current one, and old ones finishing after reloads."""
 
+    program = "haproxy"
+
     def __init__(self, options: HAProxyOptions) -> None:
-        self.binary = require_program("haproxy")
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if hard != resource.RLIM_INFINITY:
             options = replace(options, maxconn=min(options.maxconn, max(100, (hard - 200) // 2)))
-        self.options = options
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(options)
         self.old: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def name(self) -> str:
-        return "haproxy (affinity cookie)" if self.options.affinity else "haproxy"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.options.listen_port}/connection/websocket"
+        """Processes of earlier configurations, still serving the connections they hold."""
 
     @property
     def cfg_path(self) -> Path:
-        return self.options.prefix / "haproxy.cfg"
+        return self.prefix / "haproxy.cfg"
 
-    @property
-    def out_path(self) -> Path:
-        return self.options.prefix / "haproxy.out"
+    def _processes(self) -> list[subprocess.Popen[bytes]]:
+        return [*self.old, *super()._processes()]
 
     def _write(self, backends: Sequence[Backend]) -> None:
         self.options = replace(
             self.options, backends=tuple(backends), generation=self.options.generation + 1
         )
         self.cfg_path.write_text(render(self.options))
-        check = subprocess.run(
-            [self.binary, "-c", "-f", str(self.cfg_path)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if check.returncode != 0:
-            raise RuntimeError(f"haproxy refused its configuration:\n{check.stdout}{check.stderr}")
+        self._check_config([self.binary, "-c", "-f", str(self.cfg_path)])
 
-    def _spawn(self, previous: subprocess.Popen[bytes] | None) -> None:
+    def _argv(self, previous: subprocess.Popen[bytes] | None) -> list[str]:
         argv = [self.binary, "-f", str(self.cfg_path), "-db"]
-        if previous is not None:
-            argv += ["-sf", str(previous.pid)]
-        with self.out_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
-        self._wait_generation(10.0)
+        return [*argv, "-sf", str(previous.pid)] if previous is not None else argv
 
-    def start_blocking(self, backends: Sequence[Backend]) -> None:
-        self.options.prefix.mkdir(parents=True, exist_ok=True)
+    def start_blocking(self, backends: Sequence[Backend], timeout: float = 10.0) -> None:
+        self.prefix.mkdir(parents=True, exist_ok=True)
         self._write(backends)
-        self._spawn(None)
+        self._spawn(self._argv(None))
+        self._wait_generation(timeout)
 
-    def reload_blocking(self, backends: Sequence[Backend]) -> None:
+    def reload_blocking(self, backends: Sequence[Backend], timeout: float = 10.0) -> None:
         """New node set: a new process takes over the port; the old one finishes its connections."""
         self._write(backends)
         previous = self.process
         if previous is not None:
             self.old.append(previous)
-        self._spawn(previous)
-
-    def _wait_generation(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        want = str(self.options.generation)
-        while True:
-            process = self.process
-            if process is None or process.poll() is not None:
-                raise RuntimeError(f"haproxy exited\n{self.log_tail()}")
-            if self._get(LAB_GENERATION_PATH) == want:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"haproxy did not serve generation {want}\n{self.log_tail()}")
-            time.sleep(0.05)
-
-    def _get(self, path: str) -> str | None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.options.listen_port, timeout=1)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read().decode()
-            return body if response.status == 200 else None
-        except OSError:
-            return None
-        finally:
-            conn.close()
+        self._spawn(self._argv(previous))
+        self._wait_generation(timeout)
 
     def stop_blocking(self) -> None:
-        for process in [*self.old, *([self.process] if self.process else [])]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
-        self.process = None
+        super().stop_blocking()
         self.old.clear()
 
-    async def start(self, backends: Sequence[Backend]) -> None:
-        await asyncio.to_thread(self.start_blocking, backends)
+    def servers_blocking(self) -> dict[str, ServerState]:
+        """Every node of the current configuration as HAProxy sees it now (empty if no answer)."""
+        text = self._get(f"{LAB_STATS_PATH};csv")
+        return parse_stats(text) if text else {}
 
-    async def reload(self, backends: Sequence[Backend]) -> None:
-        await asyncio.to_thread(self.reload_blocking, backends)
-
-    async def stop(self) -> None:
-        await asyncio.to_thread(self.stop_blocking)
-
-    def log_tail(self, lines: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            tail = self.out_path.read_text(errors="replace").splitlines()[-lines:]
-            return f"---- haproxy log, last {len(tail)} lines:\n" + "\n".join(tail)
-        return "[haproxy: no log]"
+    async def servers(self) -> dict[str, ServerState]:
+        return await asyncio.to_thread(self.servers_blocking)

@@ -36,21 +36,21 @@ What the configuration does, and why:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import getpass
-import http.client
 import os
 import resource
 import signal
-import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lab.balancer import Backend
-from lab.system import require_program
+from lab.balancer import (
+    AFFINITY_COOKIE_NAME,
+    LAB_GENERATION_PATH,
+    Backend,
+    BalancerOptions,
+    BalancerProcess,
+)
 
 __all__ = [
     "AFFINITY_COOKIE_NAME",
@@ -81,9 +81,6 @@ PROXY_NEXT_UPSTREAM = "error timeout http_503"
 PROXY_NEXT_UPSTREAM_TRIES = 3
 """Annotation ``proxy-next-upstream-tries`` (ingress-nginx's default)."""
 
-AFFINITY_COOKIE_NAME = "WSFLEETSRV"
-"""Annotations ``affinity: cookie`` and ``session-cookie-name``."""
-
 WORKER_SHUTDOWN_TIMEOUT = 300
 """Seconds; ConfigMap key ``worker-shutdown-timeout`` (ingress-nginx's default is 240 s).
 
@@ -98,24 +95,19 @@ production keep it above ``client.max_connection_lifetime`` so that
 connections leave old workers on their own, jittered, before it fires.
 """
 
-LAB_GENERATION_PATH = "/lab/generation"
-"""Lab only: answers the config's generation, so a reload can be seen to be in force."""
-
 
 @dataclass(frozen=True, kw_only=True)
-class NginxOptions:
-    """Everything :func:`render` needs; the defaults are the module's constants."""
+class NginxOptions(BalancerOptions):
+    """Everything :func:`render` needs; the defaults are the module's constants.
 
-    listen_port: int
-    prefix: Path
-    """Private directory: pid file, error and access logs, temporary files."""
+    ``prefix`` holds the pid file, the error and access logs, temporary files.
+    """
+
     proxy_read_timeout: int = PROXY_READ_TIMEOUT
     proxy_send_timeout: int = PROXY_SEND_TIMEOUT
     proxy_connect_timeout: int = PROXY_CONNECT_TIMEOUT
     next_upstream: str = PROXY_NEXT_UPSTREAM
     next_upstream_tries: int = PROXY_NEXT_UPSTREAM_TRIES
-    affinity: bool = False
-    affinity_cookie: str = AFFINITY_COOKIE_NAME
     worker_shutdown_timeout: int = WORKER_SHUTDOWN_TIMEOUT
     worker_processes: int = 1
     worker_connections: int = 16384
@@ -125,7 +117,6 @@ class NginxOptions:
     """The ``user`` directive (only meaningful, and only rendered, when running as root)."""
     upstreams: tuple[str, ...] = ()
     """The nodes' public addresses, ``host:port``."""
-    generation: int = 0
 
 
 def check_timeouts(options: NginxOptions, ping_interval: float) -> None:
@@ -269,7 +260,7 @@ def _server(o: NginxOptions) -> list[str]:
 # -- running it ------------------------------------------------------------------------
 
 
-class Nginx:
+class Nginx(BalancerProcess[NginxOptions]):
     """A real nginx master process with a private prefix; reloadable with a new node set.
 
     A reload (SIGHUP) starts new worker processes with the new configuration;
@@ -277,23 +268,20 @@ class Nginx:
     until those close or ``worker_shutdown_timeout`` passes. Note that a reload
     in a real ingress-nginx may drop WebSockets (it, too, ends with the old
     workers' shutdown timeout); in the lab, existing connections stay on the
-    old workers and leave only when their node closes them.
+    old workers and leave only when their node closes them. Stopping is nginx's
+    fast shutdown (SIGTERM): every connection through it is closed.
     """
 
+    program = "nginx"
+
     def __init__(self, options: NginxOptions) -> None:
-        self.binary = require_program("nginx")
         if os.geteuid() == 0 and not options.user:
             options = replace(options, user=getpass.getuser())
         if not options.worker_rlimit_nofile:
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             if hard != resource.RLIM_INFINITY:
                 options = replace(options, worker_rlimit_nofile=hard)
-        self.options = options
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def prefix(self) -> Path:
-        return self.options.prefix
+        super().__init__(options)
 
     @property
     def conf_path(self) -> Path:
@@ -307,23 +295,14 @@ class Nginx:
     def access_log(self) -> Path:
         return self.prefix / "access.log"
 
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.options.listen_port}/connection/websocket"
-
-    @property
-    def port(self) -> int:
-        return self.options.listen_port
+    def _log_paths(self) -> list[Path]:
+        return [self.error_log, self.out_path]
 
     def _write(self) -> None:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.prefix / "temp" / sub).mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(render(self.options))
-        test = subprocess.run(
-            [*self._argv(), "-t"], capture_output=True, text=True, timeout=30, check=False
-        )
-        if test.returncode != 0:
-            raise RuntimeError(f"nginx refused its configuration:\n{test.stderr}")
+        self._check_config([*self._argv(), "-t"])
 
     def _argv(self) -> list[str]:
         return [
@@ -334,10 +313,6 @@ class Nginx:
             "-g", "daemon off;",
         ]  # fmt: skip
 
-    @property
-    def name(self) -> str:
-        return "nginx (affinity cookie)" if self.options.affinity else "nginx"
-
     def _set_backends(self, backends: Sequence[Backend]) -> None:
         upstreams = tuple(f"127.0.0.1:{b.port}" for b in backends)
         self.options = replace(self.options, upstreams=upstreams)
@@ -346,10 +321,7 @@ class Nginx:
         self.prefix.mkdir(parents=True, exist_ok=True)
         self._set_backends(backends)
         self._write()
-        with (self.prefix / "nginx.out").open("ab") as out:
-            self.process = subprocess.Popen(
-                self._argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
+        self._spawn(self._argv())
         self._wait_generation(timeout)
 
     def reload_blocking(self, backends: Sequence[Backend], timeout: float = 10.0) -> None:
@@ -357,69 +329,5 @@ class Nginx:
         self._set_backends(backends)
         self.options = replace(self.options, generation=self.options.generation + 1)
         self._write()
-        process = self._running()
-        process.send_signal(signal.SIGHUP)
+        self._running().send_signal(signal.SIGHUP)
         self._wait_generation(timeout)
-
-    def _running(self) -> subprocess.Popen[bytes]:
-        process = self.process
-        if process is None or process.poll() is not None:
-            raise RuntimeError(f"nginx is not running\n{self.log_tail()}")
-        return process
-
-    def _wait_generation(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        want = str(self.options.generation)
-        while True:
-            self._running()
-            if self._get(LAB_GENERATION_PATH) == want:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"nginx did not serve configuration {want} within {timeout} s\n"
-                    f"{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def _get(self, path: str) -> str | None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.options.listen_port, timeout=1)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read().decode()
-            return body if response.status == 200 else None
-        except OSError:
-            return None
-        finally:
-            conn.close()
-
-    def stop_blocking(self) -> None:
-        """Fast shutdown (SIGTERM): every connection through nginx is closed."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        self.process = None
-
-    async def start(self, backends: Sequence[Backend]) -> None:
-        await asyncio.to_thread(self.start_blocking, backends)
-
-    async def reload(self, backends: Sequence[Backend]) -> None:
-        await asyncio.to_thread(self.reload_blocking, backends)
-
-    async def stop(self) -> None:
-        await asyncio.to_thread(self.stop_blocking)
-
-    def log_tail(self, lines: int = 40) -> str:
-        parts = []
-        for path in (self.error_log, self.prefix / "nginx.out"):
-            with contextlib.suppress(OSError):
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"---- nginx {path.name}, last {len(tail)} lines:\n" + "\n".join(tail))
-        return "\n".join(parts) or "[nginx: no log]"

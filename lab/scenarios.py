@@ -317,15 +317,16 @@ def capped_node(options: LabOptions) -> dict[int, dict[str, Any]]:
     return {0: {"server": {"connection_limit": cap}}}
 
 
-REFUSED = re.compile(
-    r'^wsfleet_handshakes_refused(?:_total)?\{reason="connection_limit"\} (\S+)$', re.M
-)
+def handshakes_refused(metrics: str, reason: str) -> int:
+    """``wsfleet_handshakes_refused{reason=...}`` from a /metrics text (0 if absent)."""
+    pattern = rf'^wsfleet_handshakes_refused(?:_total)?\{{reason="{re.escape(reason)}"\}} (\S+)$'
+    match = re.search(pattern, metrics, re.M)
+    return int(float(match.group(1))) if match else 0
 
 
 def refused_at_cap(metrics: str) -> int:
     """``wsfleet_handshakes_refused{reason="connection_limit"}`` from a /metrics text."""
-    match = REFUSED.search(metrics)
-    return int(float(match.group(1))) if match else 0
+    return handshakes_refused(metrics, "connection_limit")
 
 
 async def node_cap(lab: Lab) -> None:

@@ -2,7 +2,7 @@
 
 Each test plays one scenario of the fleet lab (:mod:`lab.scenarios`) with
 everything real: a private ``redis-server``, ``wsfleet serve`` processes, a
-real nginx in front of them configured as an ingress, official
+real nginx (or HAProxy) in front of them configured as an ingress, official
 ``centrifuge-python`` clients in worker processes, and a publisher through the
 server API. The settings are small (short drain window, fast heartbeats, a
 few hundred clients) so that each test takes well under a minute on two cores.
@@ -22,7 +22,7 @@ import pytest
 
 from lab.environment import LabOptions
 from lab.nodes import merge
-from lab.scenarios import SCENARIOS, options_for, run_scenario
+from lab.scenarios import SCENARIOS, Scenario, options_for, run_scenario
 
 CLIENTS = 300
 RATE = 20.0
@@ -46,20 +46,48 @@ class Played(NamedTuple):
 
 
 async def play(
-    name: str, out: Path, settings: dict[str, Any] | None = None, **given: Any
+    name: str,
+    out: Path,
+    settings: dict[str, Any] | None = None,
+    *,
+    scenario: Scenario | None = None,
+    **given: Any,
 ) -> Played:
-    """Run scenario ``name`` with the tests' defaults; its report and the options it ran with."""
+    """Run scenario ``name`` with the tests' defaults; its report and the options it ran with.
+
+    ``scenario`` plays instead of the named one (with the named one's options),
+    for a test that watches more than the scenario does.
+    """
     given.setdefault("clients", CLIENTS)
     given.setdefault("rate", RATE)
     given.setdefault("workers", 2)
     given.setdefault("connect_rate", 300.0)
     options = options_for(name, settings=merge(FAST, settings or {}), out=out, **given)
-    return Played(await run_scenario(options, SCENARIOS[name]), options)
+    return Played(await run_scenario(options, scenario or SCENARIOS[name]), options)
+
+
+def assert_delivered(report: dict[str, Any]) -> None:
+    """Every client got every publication made after it subscribed, once and in order.
+
+    And none is left disconnected, no client record has a problem, and the
+    publisher never gave up on a publication.
+    """
+    t = report["totals"]
+    assert t["clients"] == CLIENTS
+    assert (t["lost"], t["duplicates"], t["out_of_order"]) == (0, 0, 0), report["worst_clients"]
+    assert t["left_disconnected"] == 0, report["worst_clients"]
+    assert t["problems"] == 0, report["worst_clients"]
+    assert t["expected"] == t["received"] > 0
+    assert t["publish_gave_up"] == 0
 
 
 def _tails(out: Path, lines: int = 40) -> list[tuple[str, str]]:
     logs = out / "logs"
-    found = sorted(logs.glob("*.log")) + sorted(logs.glob("*/error.log"))
+    found = [
+        *sorted(logs.glob("*.log")),
+        *sorted(logs.glob("*/error.log")),  # nginx
+        *sorted(logs.glob("*/haproxy.out")),
+    ]
     sections = []
     for path in found:
         tail = path.read_text(errors="replace").splitlines()[-lines:]

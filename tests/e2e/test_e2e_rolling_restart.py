@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from lab.scenarios import drain_paces
-from tests.e2e.conftest import CLIENTS, play
+from tests.e2e.conftest import assert_delivered, play
 
 
 @pytest.mark.timeout(240)
@@ -31,13 +31,8 @@ async def test_rolling_restart_of_every_node_loses_nothing(lab_out: Path) -> Non
     report, options = await play(
         "rolling-restart", lab_out, settings={"rebalance": {"mode": "off"}}, nodes=3
     )
+    assert_delivered(report)
     t = report["totals"]
-    assert t["clients"] == CLIENTS
-    assert (t["lost"], t["duplicates"], t["out_of_order"]) == (0, 0, 0), report["worst_clients"]
-    assert t["left_disconnected"] == 0, report["worst_clients"]
-    assert t["problems"] == 0, report["worst_clients"]
-    assert t["expected"] == t["received"] > 0
-    assert t["publish_gave_up"] == 0
 
     exits = [m["code"] for m in report["marks"] if m.get("action") == "exit"]
     assert exits == [0, 0, 0], "every drained node exits 0"

@@ -658,3 +658,24 @@ def test_rebalance_rate_and_mode() -> None:
 def test_connection_limits_are_off_at_zero_and_never_negative(key: str) -> None:
     assert load_settings(env={}, overrides={key: 0}) == load_settings(env={})
     assert list(problems_of(env={}, overrides={key: -1})) == [key]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WSFLEET_PORT": "tcp://10.0.0.5:8000"},  # a Service named wsfleet
+        {"WSFLEET_SERVICE_HOST": "10.0.0.5"},
+        {"WSFLEET_PORT_8000_TCP_ADDR": "10.0.0.5"},
+        {"WSFLEET_SERVER_PORT": "tcp://10.0.0.6:8000"},  # a Service named wsfleet-server
+    ],
+)
+def test_kubernetes_service_links_are_refused_with_the_fix(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(path=None, env=env, overrides={})
+    (name,) = env
+    text = str(err.value)
+    assert name in text and "set enableServiceLinks: false" in text
+
+
+def test_a_port_from_the_environment_is_still_a_port() -> None:
+    assert load_settings(path=None, env={"WSFLEET_SERVER_PORT": "8001"}, overrides={}).server.port == 8001

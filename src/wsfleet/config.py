@@ -441,6 +441,26 @@ def _from_text(spec: FieldSpec, text: str) -> object:
     return text
 
 
+# What Kubernetes puts in every pod for each Service of its namespace unless
+# the pod sets enableServiceLinks: false; a Service named "wsfleet" or
+# "wsfleet-server" makes WSFLEET_PORT or WSFLEET_SERVER_PORT look like options.
+_SERVICE_LINK = re.compile(r"^(tcp|udp|sctp)://[^/]+:\d+$")
+_SERVICE_LINK_NAME = re.compile(
+    r"_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$"
+)
+
+
+def _unknown_env_hint(name: str, value: str, known: Mapping[str, FieldSpec]) -> str:
+    if _SERVICE_LINK.match(value) or _SERVICE_LINK_NAME.search(name):
+        return (
+            f"a known {ENV_PREFIX}* variable; this looks like a Kubernetes service link "
+            "(a Service named wsfleet...): set enableServiceLinks: false in the pod spec"
+        )
+    match = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {match[0]}?" if match else " (see docs/reference/config.md)"
+    return f"a known {ENV_PREFIX}* variable{hint}"
+
+
 def _apply_env(env: Mapping[str, str], data: dict[str, Any], problems: _Problems) -> None:
     known = _env_fields()
     for name in sorted(env):
@@ -449,10 +469,8 @@ def _apply_env(env: Mapping[str, str], data: dict[str, Any], problems: _Problems
         value = env[name]
         source = f"env {name}"
         spec = known.get(name)
-        if spec is None:
-            match = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean {match[0]}?" if match else " (see docs/reference/config.md)"
-            problems.add(name, value, f"a known {ENV_PREFIX}* variable{hint}", source=source)
+        if spec is None or _SERVICE_LINK.match(value):
+            problems.add(name, value, _unknown_env_hint(name, value, known), source=source)
             continue
         problems.sources[spec.path] = source
         try:

@@ -5,23 +5,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The pinned tools that validate deploy/ offline (helm, kubectl, kubernetes-validate,
+# checkov, the CRD type packages): tools/deploy_tools.py, .venv/deploy-tools.
+DEPLOY_TOOLS := $(VENV)/.deploy-tools-installed
 
 .PHONY: run test lint typecheck unit setup proto docs lab clean
 
 run: $(STAMP)
 	$(BIN)/wsfleet serve --dev
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(DEPLOY_TOOLS) lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks lab
-	$(BIN)/ruff format --check src lab
+	$(BIN)/ruff check src tests benchmarks lab tools
+	$(BIN)/ruff format --check src lab tools
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src lab
+	$(BIN)/mypy src lab tools
 
-setup: $(STAMP)
+setup: $(STAMP) $(DEPLOY_TOOLS)
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +32,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python tools/ensure_system_deps.py
 	touch $(STAMP)
+
+$(DEPLOY_TOOLS): $(STAMP) tools/deploy_tools.py tools/deploy-requirements.txt tools/crd-validate/package.json tools/crd-validate/package-lock.json
+	$(BIN)/python tools/deploy_tools.py
+	touch $(DEPLOY_TOOLS)
 
 # The fleet lab: a real fleet behind nginx, SDK clients, a publisher, a report.
 # Default: a rolling restart of 3 nodes with 300 clients. More: make lab ARGS='scale-up'

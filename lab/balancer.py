@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
+from lab.chart import SHIPPED
 from lab.system import require_program
 
 __all__ = [
@@ -43,8 +44,9 @@ __all__ = [
 LAB_GENERATION_PATH = "/lab/generation"
 """Lab only: answers the config's generation, so a reload can be seen to be in force."""
 
-AFFINITY_COOKIE_NAME = "WSFLEETSRV"
-"""The affinity cookie's name (ingress-nginx: ``affinity: cookie``, ``session-cookie-name``)."""
+AFFINITY_COOKIE_NAME = SHIPPED.affinity_cookie
+"""The affinity cookie's name, the Helm chart's ``routing.affinity.cookieName``
+(ingress-nginx: ``affinity: cookie``, ``session-cookie-name``; Traefik: sticky cookie)."""
 
 
 class Backend(NamedTuple):

@@ -13,6 +13,8 @@ What the configuration does, and why:
 * WebSocket through HTTP/1.1: ``proxy_http_version 1.1`` and the ``Upgrade``
   and ``Connection`` headers passed on (``map $http_upgrade
   $connection_upgrade``, as ingress-nginx does).
+* The values come from the Helm chart's ``values.yaml`` (:mod:`lab.chart`), the
+  same ones its NGINX Ingress annotations are rendered from.
 * Timeouts: ``proxy_read_timeout`` and ``proxy_send_timeout`` (one hour by
   default) are how long a proxied connection may stay silent; they must stay
   above the server's ``client.ping_interval``, which keeps every connection
@@ -24,9 +26,10 @@ What the configuration does, and why:
   a refusal is not taken as the node being down.
 * ``X-Forwarded-For $proxy_add_x_forwarded_for``: the node sees the client's
   address (with ``server.trusted_proxies`` naming nginx).
-* Optional cookie affinity, done the way ingress-nginx does it: a cookie
-  (``WSFLEETSRV``) names the chosen node, here as the key of a consistent
-  hash over the nodes: a request with the cookie goes where its key hashes,
+* Optional cookie affinity, done the way ingress-nginx does it: a cookie (the
+  chart's ``routing.affinity.cookieName``, ``WSFLEETSRV``) names the chosen
+  node, here as the key of a consistent hash over the nodes: a request with
+  the cookie goes where its key hashes,
   and is answered with the same cookie. The SDKs keep no cookies, so a
   request without one gets a fresh key (``$request_id``): such clients
   spread over the nodes exactly as without affinity. wsfleet itself needs
@@ -51,6 +54,7 @@ from lab.balancer import (
     BalancerOptions,
     BalancerProcess,
 )
+from lab.chart import SHIPPED
 
 __all__ = [
     "AFFINITY_COOKIE_NAME",
@@ -63,23 +67,26 @@ __all__ = [
     "render",
 ]
 
-# -- defaults: one place, named after the ingress-nginx annotation carrying each --------
-# (nginx.ingress.kubernetes.io/<annotation>; worker-shutdown-timeout is a ConfigMap key)
+# -- defaults: the Helm chart's, named after the ingress-nginx annotation carrying each --
+# (nginx.ingress.kubernetes.io/<annotation>, rendered by the chart's Ingress from
+# routing.nginx in deploy/helm/wsfleet/values.yaml, read by lab.chart; so the lab
+# runs the settings users deploy. worker-shutdown-timeout is a ConfigMap key of the
+# controller, not the chart's: it stays here.)
 
-PROXY_READ_TIMEOUT = 3600
+PROXY_READ_TIMEOUT = SHIPPED.proxy_read_timeout
 """Seconds; annotation ``proxy-read-timeout``. Above every ping interval of the server."""
 
-PROXY_SEND_TIMEOUT = 3600
+PROXY_SEND_TIMEOUT = SHIPPED.proxy_send_timeout
 """Seconds; annotation ``proxy-send-timeout``."""
 
-PROXY_CONNECT_TIMEOUT = 5
+PROXY_CONNECT_TIMEOUT = SHIPPED.proxy_connect_timeout
 """Seconds; annotation ``proxy-connect-timeout``."""
 
-PROXY_NEXT_UPSTREAM = "error timeout http_503"
+PROXY_NEXT_UPSTREAM = SHIPPED.next_upstream
 """Annotation ``proxy-next-upstream``: a refusing (503) or unreachable node is skipped."""
 
-PROXY_NEXT_UPSTREAM_TRIES = 3
-"""Annotation ``proxy-next-upstream-tries`` (ingress-nginx's default)."""
+PROXY_NEXT_UPSTREAM_TRIES = SHIPPED.next_upstream_tries
+"""Annotation ``proxy-next-upstream-tries``."""
 
 WORKER_SHUTDOWN_TIMEOUT = 300
 """Seconds; ConfigMap key ``worker-shutdown-timeout`` (ingress-nginx's default is 240 s).

@@ -3,7 +3,9 @@
 The test suite uses real servers, never mocks: a private ``redis-server`` per
 test session, and for the end-to-end tests and the fleet lab (``make lab``) a
 real ``nginx`` (and, with ``--balancer haproxy``, ``haproxy``) in front of the
-nodes, each run as the current user with a private directory. Where a program
+nodes, each run as the current user with a private directory; and ``node`` with
+``npm`` for the offline validation of deploy/ (tools/deploy_tools.py installs its
+pinned npm packages). Where a program
 is missing and this runs as root with apt-get available, it is installed;
 otherwise this fails naming the package, so a missing server is never
 silently skipped.
@@ -21,6 +23,8 @@ PROGRAMS = {
     "redis-cli": "redis-tools",
     "nginx": "nginx",
     "haproxy": "haproxy",
+    "node": "nodejs",
+    "npm": "npm",
 }
 
 

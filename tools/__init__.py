@@ -1,0 +1,1 @@
+"""Scripts that set the project up: system programs, the pinned deploy/ tools."""

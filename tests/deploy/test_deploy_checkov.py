@@ -18,12 +18,13 @@ from typing import Any
 from tests.deploy.rendering import Render, require, run
 
 
-def checkov(directory: Path) -> dict[str, Any]:
+def checkov(directory: Path, framework: str = "kubernetes") -> dict[str, Any]:
+    """checkov's report on ``directory`` for one framework (kubernetes, dockerfile)."""
     env = dict(os.environ, BC_SKIP_MAPPING="TRUE", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false")
     done = run(
         [
             require("checkov"), "--directory", str(directory),
-            "--framework", "kubernetes", "--skip-download", "--output", "json",
+            "--framework", framework, "--skip-download", "--output", "json",
         ],
         check=False,
         env=env,
@@ -31,9 +32,23 @@ def checkov(directory: Path) -> dict[str, Any]:
     assert done.returncode in (0, 1), done.stdout + done.stderr
     report = json.loads(done.stdout)
     reports = report if isinstance(report, list) else [report]
-    assert len(reports) == 1 and reports[0]["check_type"] == "kubernetes", done.stdout[:2000]
+    assert len(reports) == 1 and reports[0]["check_type"] == framework, done.stdout[:2000]
     result: dict[str, Any] = reports[0]
     return result
+
+
+def unexplained_findings(report: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(failed checks, checks skipped without a reason) of a checkov report."""
+    failed = [
+        f"{c['check_id']} {c['check_name']}: {c['resource']} in {c['file_path']}"
+        for c in report["results"]["failed_checks"]
+    ]
+    unexplained = [
+        f"{c['check_id']}: {c['resource']} in {c['file_path']}"
+        for c in report["results"]["skipped_checks"]
+        if not (c.get("check_result", {}).get("suppress_comment") or "").strip()
+    ]
+    return failed, unexplained
 
 
 def test_checkov_finds_nothing_unexplained(
@@ -48,16 +63,8 @@ def test_checkov_finds_nothing_unexplained(
     assert summary["resource_count"] >= sum(len(r.objects) for r in renders) // 2, summary
     assert summary["passed"] > 0, summary
 
-    failed = [
-        f"{c['check_id']} {c['check_name']}: {c['resource']} in {c['file_path']}"
-        for c in report["results"]["failed_checks"]
-    ]
+    failed, unexplained = unexplained_findings(report)
     assert not failed, "checkov findings (fix them, or skip them with a reason):\n" + "\n".join(
         failed
     )
-    unexplained = [
-        f"{c['check_id']}: {c['resource']} in {c['file_path']}"
-        for c in report["results"]["skipped_checks"]
-        if not (c.get("check_result", {}).get("suppress_comment") or "").strip()
-    ]
     assert not unexplained, "checks skipped without a reason:\n" + "\n".join(unexplained)

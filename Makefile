@@ -19,7 +19,7 @@ test: $(STAMP) $(DEPLOY_TOOLS) lint typecheck
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks lab tools
-	$(BIN)/ruff format --check src lab tools
+	$(BIN)/ruff format --check src benchmarks lab tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src lab tools

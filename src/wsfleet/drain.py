@@ -5,7 +5,7 @@
    endpoints and the ingress stop routing here.
 2. CLOSING: handshakes are refused with 503 and ``Retry-After``; open
    connections are closed with 3001 (reconnect) in jittered batches spread
-   over ``drain.window`` (see :mod:`wsfleet.core.drain` for the pace). Clients
+   over ``drain.window`` (see :mod:`wsfleet.core.pacing` for the pace). Clients
    reconnect to other nodes and recover what they missed from history.
 3. FINISHING: the listener stops and ``finish`` runs (leave the fleet, close
    the broker, the internal server last).
@@ -23,7 +23,8 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from wsfleet.core.drain import DrainProgress, DrainStep, due, tick
+from wsfleet.core.drain import DrainProgress, DrainStep
+from wsfleet.core.pacing import run_paced
 from wsfleet.protocol.codes import Disconnect
 from wsfleet.settings import DrainSettings
 
@@ -112,15 +113,15 @@ class Drainer:
             "closing connections",
             extra={"event": "drain_closing", "connections": p.total, "window": window},
         )
-        start = self._monotonic()
-        while True:
-            elapsed = self._monotonic() - start
-            count = p.total if self._hurry.is_set() else due(p.total, window, elapsed)
-            while pending and p.total - len(pending) < count:
-                self._close(pending.pop(), disconnect)
-            if not pending:
-                break
-            await self._wait(tick(window, self._rng()))
+        await run_paced(
+            pending,
+            window,
+            lambda conn: self._close(conn, disconnect),
+            monotonic=self._monotonic,
+            wait=self._wait,
+            hurry=self._hurry.is_set,
+            rng=self._rng,
+        )
         # Upgraded just before the refusals began, after the list was taken.
         for late in self._connections():
             self._close(late, disconnect)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from wsfleet.core.client import ClientSession
-from wsfleet.core.drain import due, tick
+from wsfleet.core.pacing import run_paced
 from wsfleet.core.rebalance import Decision, NodeLoad, decide
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
@@ -132,21 +132,22 @@ class Rebalancer:
         )
         sessions = list(self._registry)
         victims = random.sample(sessions, min(count, len(sessions)))
-        # Paced like a drain: by elapsed time, so a busy event loop slows the
-        # shedding by its own latency only, never below the rate.
-        window = len(victims) / self._settings.rate
-        start = self._monotonic()
-        while victims:
-            elapsed = self._monotonic() - start
-            while victims and count - len(victims) < due(count, window, elapsed):
-                if not self._ready() or len(self._registry) <= floor:
-                    return
-                session = victims.pop()
-                if self._registry.get(session.client_id) is not None:  # not gone by itself
-                    session.close(DisconnectCode.REBALANCE)
-                    self._stats.rebalanced += 1
-            if victims:
-                await asyncio.sleep(tick(window, random.random()))
+        # Paced like a drain, by elapsed time: a busy event loop wakes late but
+        # then closes what is due, so the rate holds.
+
+        def close(session: ClientSession) -> None:
+            if self._registry.get(session.client_id) is not None:  # not gone by itself
+                session.close(DisconnectCode.REBALANCE)
+                self._stats.rebalanced += 1
+
+        await run_paced(
+            victims,
+            len(victims) / self._settings.rate,
+            close,
+            monotonic=self._monotonic,
+            wait=asyncio.sleep,
+            stop=lambda: not self._ready() or len(self._registry) <= floor,
+        )
 
 
 def _report_end(task: asyncio.Task[None]) -> None:

@@ -1,16 +1,11 @@
-"""The steps of a drain and the pace of its closes: pure arithmetic, no clock reads.
+"""The steps of a drain and its progress, as ``/status`` and ``/metrics`` show them.
 
-A drain closes ``total`` connections evenly over ``window`` seconds: by
-``elapsed`` seconds into the window, ``ceil(total * elapsed / window)`` of
-them are due. The closer wakes at jittered ticks and closes whatever is due,
-so the reconnect rate the rest of the fleet sees is about ``total / window``
-per second whatever the tick, and a window of 0 closes everything at once.
+The pace of the closes is :mod:`wsfleet.core.pacing`.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 
 
@@ -24,26 +19,6 @@ class DrainStep(enum.Enum):
     FINISHING = "finishing"
     """Every connection closed: leaving the fleet, closing the broker."""
     DONE = "done"
-
-
-MIN_TICK = 0.05
-MAX_TICK = 1.0
-TICKS_PER_WINDOW = 100
-
-
-def due(total: int, window: float, elapsed: float) -> int:
-    """How many of ``total`` closes are due ``elapsed`` seconds into a ``window``."""
-    if window <= 0 or elapsed >= window:
-        return total
-    if elapsed <= 0:
-        return 0
-    return min(total, math.ceil(total * elapsed / window))
-
-
-def tick(window: float, jitter: float) -> float:
-    """Seconds to the next batch; ``jitter`` in [0, 1) spreads ticks by ±50%."""
-    base = min(MAX_TICK, max(MIN_TICK, window / TICKS_PER_WINDOW))
-    return base * (0.5 + jitter)
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -166,3 +167,23 @@ async def closed_with(ws: ClientConnection) -> tuple[int, list[Any]]:
             received.append(await asyncio.wait_for(ws.recv(), WAIT))
     assert ws.close_code is not None, "the connection ended without a close frame"
     return ws.close_code, received
+
+
+async def connected(node: RunningNode) -> ClientConnection:
+    """A raw JSON WebSocket after a successful connect (dev mode or anonymous allowed).
+
+    Not a context manager: for tests that hold many and close them themselves.
+    """
+    ws = await websockets.connect(node.ws_url, proxy=None)
+    await ws.send(json.dumps({"id": 1, "connect": {}}))
+    reply = json.loads(await recv_text(ws))
+    assert "connect" in reply, reply
+    return ws
+
+
+async def closed_at(ws: ClientConnection) -> tuple[float, int | None, str]:
+    """When the server closed ``ws`` (monotonic seconds), with its code and reason."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await ws.recv()
+    return time.monotonic(), ws.close_code, ws.close_reason or ""

@@ -14,40 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
+from tests.integration.clients import http_get
+from tests.integration.raw import closed_at, connected
 from tests.node_harness import RunningNode, running_node
 from wsfleet.core.drain import DrainStep
 
 CLIENTS = 30
-
-
-async def connected(node: RunningNode) -> ClientConnection:
-    ws = await websockets.connect(node.ws_url, proxy=None)
-    await ws.send(json.dumps({"id": 1, "connect": {}}))
-    reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert "connect" in reply, reply
-    return ws
-
-
-async def closed_at(ws: ClientConnection) -> tuple[float, int | None, str]:
-    """When the server closed ``ws`` (monotonic), with its code and reason."""
-    with contextlib.suppress(ConnectionClosed):
-        while True:
-            await ws.recv()
-    return time.monotonic(), ws.close_code, ws.close_reason or ""
-
-
-async def get(node: RunningNode, path: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as http, http.get(node.internal_url + path) as r:
-        return r.status, await r.text()
 
 
 @contextlib.asynccontextmanager
@@ -65,17 +44,16 @@ async def wait_for_step(node: RunningNode, step: DrainStep) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("dev", [True])
-async def test_drain_announces_then_refuses_then_closes_in_paced_batches(dev: bool) -> None:
+async def test_drain_announces_then_refuses_then_closes_in_paced_batches() -> None:
     delay, window = 0.8, 2.0
-    overrides = {"dev": dev, "drain.readiness_delay": delay, "drain.window": window}
+    overrides = {"dev": True, "drain.readiness_delay": delay, "drain.window": window}
     async with running_node(overrides) as node, clients(node, CLIENTS) as sockets:
         watchers = [asyncio.create_task(closed_at(ws)) for ws in sockets]
         drain = asyncio.create_task(node.node.drain())
         await wait_for_step(node, DrainStep.ANNOUNCING)
 
-        assert await get(node, "/livez") == (200, "ok\n")
-        status, body = await get(node, "/readyz")
+        assert await http_get(node, "/livez") == (200, "ok\n")
+        status, body = await http_get(node, "/readyz")
         assert status == 503 and "draining" in body
         late = await connected(node)  # still welcome during the readiness delay
         watchers.append(asyncio.create_task(closed_at(late)))
@@ -86,11 +64,11 @@ async def test_drain_announces_then_refuses_then_closes_in_paced_batches(dev: bo
         assert refused.value.response.status_code == 503
         assert int(refused.value.response.headers["Retry-After"]) >= 1
 
-        status, body = await get(node, "/status")
+        status, body = await http_get(node, "/status")
         progress = json.loads(body)["drain"]
         assert progress["step"] == "closing"
         assert progress["total"] == CLIENTS + 1
-        _, metrics = await get(node, "/metrics")
+        _, metrics = await http_get(node, "/metrics")
         assert "wsfleet_draining 1.0" in metrics
 
         closes = await asyncio.gather(*watchers)

@@ -22,7 +22,8 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tests.integration.test_drain import closed_at, connected
+from tests.integration.clients import eventually
+from tests.integration.raw import closed_at, connected
 from tests.node_harness import RunningNode, running_node
 from tests.redis_servers import RedisServer, redis_server
 
@@ -45,13 +46,6 @@ async def await_connected(node: RunningNode) -> AsyncIterator[Any]:
         yield ws
     finally:
         await ws.close()
-
-
-async def eventually(check: Any, within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -81,13 +75,13 @@ async def test_the_crowded_node_sheds_down_to_the_mean_at_the_rate(redis: RedisS
             return closed
 
         tasks = [asyncio.create_task(client()) for _ in range(CLIENTS)]
-        await eventually(lambda: len(moved) >= 1)
+        await eventually(lambda: len(moved) >= 1, within=20)
         # While it sheds, the crowded node sends newcomers elsewhere.
         with pytest.raises(InvalidStatus) as refused:
             await websockets.connect(crowded.ws_url, proxy=None)
         assert refused.value.response.status_code == 503
         assert b"rebalancing" in refused.value.response.body
-        await eventually(lambda: len(moved) >= CLIENTS // 2)
+        await eventually(lambda: len(moved) >= CLIENTS // 2, within=20)
         await asyncio.sleep(3.0)  # several more decisions: the fleet is even, nothing moves
         shed = [t.result() for t in tasks if t.done()]
         for t in tasks:

@@ -211,6 +211,20 @@ async def test_publication_fields_round_trip(node, channel: str) -> None:
     assert page.publications == [expected]
 
 
+async def test_concurrent_publishes_keep_the_order_they_were_made_in(node, channel: str) -> None:
+    # The server API starts a batch's publications without awaiting each one; the
+    # broker must still apply and deliver them in call order.
+    await node.broker.subscribe(channel)
+    plain = PublishOptions()
+    results = await asyncio.gather(
+        *(node.broker.publish(channel, pub(n), KEEP if n % 2 else plain) for n in range(1, 201))
+    )
+    kept = [r.position.offset for r in results if r.position.offset]
+    assert kept == list(range(1, 101))
+    events = await node.events.take(200)
+    assert [msgspec.json.decode(e.pub.data)["n"] for e in events] == list(range(1, 201))
+
+
 async def test_minimal_publication_round_trips_with_empty_payloads(node, channel: str) -> None:
     await node.broker.subscribe(channel)
     await node.broker.publish(channel, Publication(data=raw(b"1")), KEEP)

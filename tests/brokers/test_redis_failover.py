@@ -160,3 +160,29 @@ async def test_position_survives_a_reconnect_without_data_loss(
     assert second.position == StreamPosition(offset=2, epoch=first.position.epoch)
     event = await events.next()
     assert event.position == second.position
+
+
+async def test_publishes_survive_redis_losing_its_scripts(
+    server: RedisServer, node: tuple[RedisBroker, EventLog]
+) -> None:
+    # A restarted or failed-over Redis has no scripts: pipelined EVALSHAs answer
+    # NOSCRIPT and are sent again after SCRIPT LOAD, in order.
+    broker, _ = node
+    first = await broker.publish("room", pub(1), KEEP)
+    server.cli("script", "flush")
+    results = await asyncio.gather(*(broker.publish("room", pub(n), KEEP) for n in range(2, 12)))
+    assert [r.position.offset for r in results] == list(range(2, 12))
+    assert {r.position.epoch for r in results} == {first.position.epoch}
+
+
+async def test_pipelined_publishes_fail_fast_while_redis_is_down(
+    server: RedisServer, node: tuple[RedisBroker, EventLog]
+) -> None:
+    broker, _ = node
+    server.kill()
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(broker.publish("room", pub(n), KEEP) for n in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(o, BrokerError) for o in outcomes), outcomes
+    assert time.monotonic() - started < 10  # within the socket timeouts, not a hang

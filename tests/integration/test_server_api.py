@@ -319,6 +319,39 @@ async def test_unknown_method_and_bad_body(node: RunningNode) -> None:
             assert (await resp.json())["error"]["code"] == 107
 
 
+async def test_batch_publications_keep_command_order_and_bad_commands_get_their_error(
+    node: RunningNode,
+) -> None:
+    # A batch's publications run without waiting for each other; offsets, history
+    # and replies must still follow the commands' order, and a malformed command only
+    # spoils its own reply.
+    commands: list[object] = []
+    for i in range(90):
+        commands.append({"publish": {"channel": f"chat:b{i % 3}", "data": {"i": i}}})
+        if i == 30:
+            commands += [5, {"publish": {}, "history": {}}, {"batch": {}}, {"nope": {}}]
+        if i == 60:
+            commands.append({"history": {"channel": "chat:b0", "limit": -1}})
+    async with aiohttp.ClientSession(headers={"X-API-Key": API_KEY}) as http:
+        async with http.post(f"{node.api_url}/batch", json={"commands": commands}) as resp:
+            assert resp.status == 200
+            replies = (await resp.json())["replies"]
+        async with http.post(f"{node.api_url}/batch", json={"commands": {"a": 1}}) as resp:
+            assert resp.status == 400
+    assert len(replies) == len(commands)
+    codes = [r["error"]["code"] for r in replies if "error" in r]
+    assert codes == [107, 107, 104, 104]  # two bad commands, a nested batch, an unknown method
+    offsets: dict[str, list[int]] = {}
+    for command, reply in zip(commands, replies, strict=True):
+        if isinstance(command, dict) and "publish" in command and "publish" in reply:
+            offsets.setdefault(command["publish"]["channel"], []).append(reply["publish"]["offset"])
+    assert offsets == {f"chat:b{n}": list(range(1, 31)) for n in range(3)}
+    # The history command after i == 60 sees chat:b0's publications up to 60 (the
+    # namespace keeps 20): it waited for the publications before it.
+    history = next(r["history"] for r in replies if "history" in r)
+    assert [p["data"]["i"] for p in history["publications"]] == list(range(3, 61, 3))
+
+
 async def test_unknown_namespace_everywhere(api: cent.AsyncClient) -> None:
     calls: list[Callable[[], Awaitable[object]]] = [
         lambda: api.publish(cent.PublishRequest(channel="ghost:x", data={})),

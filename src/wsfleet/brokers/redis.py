@@ -6,7 +6,8 @@ master, or a Cluster) act as one server. What each part does:
 * publish: one Lua script per publication appends it to the channel's
   stream, bumps the top offset, keeps the epoch, checks the idempotency key
   and publishes the frame carrying offset and epoch, atomically
-  (:mod:`~wsfleet.brokers.redis_scripts`);
+  (:mod:`~wsfleet.brokers.redis_scripts`); concurrent publishes share round
+  trips, in order (:mod:`~wsfleet.brokers.redis_pipeline`);
 * fan-out: one Redis pub/sub channel per wsfleet channel, subscribed while
   the node has local subscribers; sharded pub/sub in Cluster mode
   (:mod:`~wsfleet.brokers.redis_pubsub`, the choice is measured in
@@ -63,6 +64,7 @@ from wsfleet.brokers.redis_codec import (
 )
 from wsfleet.brokers.redis_fleet import SCRIPTS as FLEET_SCRIPTS
 from wsfleet.brokers.redis_fleet import RedisFleet
+from wsfleet.brokers.redis_pipeline import PublishPipeline
 from wsfleet.brokers.redis_pubsub import PubSubLink, ShardedPubSub
 from wsfleet.brokers.redis_scripts import (
     HISTORY,
@@ -140,6 +142,9 @@ class RedisBroker(Broker, PresenceManager):
         self._handler: BrokerEventHandler | None = None
         self._client: Redis | RedisCluster | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        # Publishes go through one ordered pipeline (not on a Cluster, whose
+        # commands go to the node owning each channel's slot).
+        self._pipeline: PublishPipeline | None = None
         self._link: PubSubLink | None = None
         self._sharded: ShardedPubSub | None = None
         # Redis pub/sub channel -> wsfleet channel, for what this node wants.
@@ -172,6 +177,8 @@ class RedisBroker(Broker, PresenceManager):
         self._client = client
         for name, lua in {**_SCRIPTS, **FLEET_SCRIPTS}.items():
             self._scripts[name] = client.register_script(lua)
+        sources = {self._scripts["publish"].sha: PUBLISH}
+        self._pipeline = PublishPipeline(lambda: client, sources, self._in_flight)
         link_options: dict[str, Any] = {
             "on_message": self._on_message,
             "on_resubscribed": self._resubscribed,
@@ -336,8 +343,7 @@ class RedisBroker(Broker, PresenceManager):
             # Nothing to keep or deduplicate: a plain publish, no script.
             await self._publish_raw(keys.pubsub, publication_frame(value))
             return PublishResult(StreamPosition())
-        offset, epoch, suppressed = await self._script(
-            "publish",
+        offset, epoch, suppressed = await self._publish_script(
             [keys.stream, keys.meta, keys.idempotency_prefix + options.idempotency_key,
              keys.pubsub],
             [
@@ -354,6 +360,13 @@ class RedisBroker(Broker, PresenceManager):
         position = StreamPosition(offset=int(offset), epoch=epoch.decode())
         return PublishResult(position, suppressed=bool(suppressed))
 
+    async def _publish_script(self, keys: list[str], args: list[Any]) -> Any:
+        if self._pipeline is None:
+            return await self._script("publish", keys, args)
+        self._redis()
+        sha = self._scripts["publish"].sha
+        return await self._pipeline.call("EVALSHA", sha, len(keys), *keys, *args)
+
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         await self._publish_frame(channel, b"j" + encode_info(info))
 
@@ -365,6 +378,9 @@ class RedisBroker(Broker, PresenceManager):
 
     async def _publish_raw(self, redis_channel: str, frame: bytes) -> None:
         client = self._redis()
+        if self._pipeline is not None:
+            await self._pipeline.call(self._publish_command, redis_channel, frame)
+            return
         await self._run(lambda: client.execute_command(self._publish_command, redis_channel, frame))
 
     # -- history -----------------------------------------------------------

@@ -10,6 +10,7 @@ method a 404.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -290,26 +291,62 @@ class ServerApi:
         return {"nodes": self.node.fleet_view(await self.node.fleet.live_nodes())}
 
     async def batch(self, body: bytes) -> dict[str, object]:
-        """Several methods in one request; each reply is keyed by its method."""
-        try:
-            req = msgspec.json.decode(body or b"{}", type=dict[str, Any])
-        except msgspec.DecodeError as exc:
-            raise ApiBadRequest(str(exc)) from exc
-        commands = req.get("commands", [])
-        if not isinstance(commands, list):
-            raise ApiBadRequest("commands must be a list")
-        replies: list[dict[str, object]] = []
-        for command in commands:
-            if not isinstance(command, dict) or len(command) != 1:
-                replies.append(_error(ProtocolError(ErrorCode.BAD_REQUEST, "bad command")))
+        """Several methods in one request; each reply is keyed by its method.
+
+        Publications start one after another without waiting for each other, so the
+        broker sends them in command order but many per round trip (per-channel order
+        holds); any other command first waits for the publications before it.
+        """
+        slots: list[tuple[str, dict[str, object] | asyncio.Task[dict[str, object]]]] = []
+        started: list[asyncio.Task[dict[str, object]]] = []
+        for command in _batch_commands(body):
+            if isinstance(command, dict):
+                slots.append(("", command))
                 continue
-            ((method, params),) = command.items()
-            if method == "batch" or method not in self.methods:
-                replies.append(_error(ProtocolError(ErrorCode.METHOD_NOT_FOUND)))
-                continue
-            reply = await self.call(method, msgspec.json.encode(params))
+            method, params = command
+            if method not in self.methods:
+                slots.append(("", _error(ProtocolError(ErrorCode.METHOD_NOT_FOUND))))
+            elif method == "publish":
+                started.append(asyncio.ensure_future(self.call(method, params)))
+                slots.append((method, started[-1]))
+            else:
+                await _finish(started)
+                slots.append((method, await self.call(method, params)))
+        await _finish(started)
+        replies = []
+        for method, slot in slots:
+            reply = slot.result() if isinstance(slot, asyncio.Task) else slot
             replies.append({method: reply["result"]} if "result" in reply else reply)
         return {"replies": replies}
+
+
+async def _finish(tasks: list[asyncio.Task[dict[str, object]]]) -> None:
+    if tasks:
+        await asyncio.gather(*tasks)
+        tasks.clear()
+
+
+def _batch_commands(body: bytes) -> list[tuple[str, bytes] | dict[str, object]]:
+    """A batch's commands as (method, params), or the error reply of a malformed one."""
+    try:
+        req = msgspec.json.decode(body or b"{}", type=dict[str, Raw])
+        commands = msgspec.json.decode(req.get("commands", b"[]"), type=list[Raw])
+    except msgspec.ValidationError as exc:
+        raise ApiBadRequest("commands must be a list") from exc
+    except msgspec.DecodeError as exc:
+        raise ApiBadRequest(str(exc)) from exc
+    out: list[tuple[str, bytes] | dict[str, object]] = []
+    for command in commands:
+        try:
+            parsed = msgspec.json.decode(command, type=dict[str, Raw])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            parsed = {}
+        if len(parsed) != 1:
+            out.append(_error(ProtocolError(ErrorCode.BAD_REQUEST, "bad command")))
+            continue
+        ((method, params),) = parsed.items()
+        out.append((method, bytes(params)))
+    return out
 
 
 def _user(user: str, client: str) -> str:

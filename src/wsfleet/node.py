@@ -32,7 +32,7 @@ from wsfleet.brokers import load_broker, shown_url
 from wsfleet.brokers.base import BrokerError, HistoryQuery, NodeInfo
 from wsfleet.core.admission import Admission, Refusal
 from wsfleet.core.channels import ChannelRules
-from wsfleet.core.client import ClientSession, SessionContext
+from wsfleet.core.client import ClientSession, SessionContext, SessionTimers
 from wsfleet.core.client_ip import TrustedProxies
 from wsfleet.core.hub import Hub
 from wsfleet.core.lifecycle import Lifecycle, Phase
@@ -111,6 +111,7 @@ class Node:
         self.rebalancer = self._rebalancer()
         self.addresses = Addresses()
         self._ws: WebSocketServer | None = None
+        self._timers: SessionTimers | None = None
         self._http: InternalServer | None = None
         self._stopping = False
         self._announce: asyncio.Task[None] | None = None
@@ -133,6 +134,7 @@ class Node:
         )
 
     def _context(self, loop: asyncio.AbstractEventLoop) -> SessionContext:
+        timers = self._timers = SessionTimers(loop, self.settings.client)
         return SessionContext(
             node_name=self.name,
             version=__version__,
@@ -149,6 +151,7 @@ class Node:
             loop=loop,
             clock=time.time,
             monotonic=time.monotonic,
+            timers=timers,
         )
 
     # -- the handshake gate --------------------------------------------------------
@@ -305,6 +308,8 @@ class Node:
                 self._ws.stop_listening()
             await self.fleet.stop()
             await self.broker.close()
+            if self._timers is not None:
+                self._timers.close()  # the connections are closed: nothing left to time
         finally:
             if self._http is not None:
                 await self._http.stop()

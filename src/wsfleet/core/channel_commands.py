@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 class ChannelCommands:
     """Publish, presence and history for one connection."""
 
+    __slots__ = ("session",)
+
     def __init__(self, session: ClientSession) -> None:
         self.session = session
 

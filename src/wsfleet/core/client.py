@@ -7,7 +7,12 @@ and asks its :class:`Transport` to close.
 
 Commands of one connection are handled in order, one at a time, by a task
 that exists only while commands are pending, so an idle connection costs no
-task. States::
+task. An idle connection is held by many thousands at once on a node, so what
+it keeps is kept small: slotted objects, the command queue and the close-time
+task set made only when used, and its recurring timers (ping, pong, connect
+deadline, presence refresh) entries in the node's shared
+:class:`~wsfleet.core.timers.TimerQueue` rather than event-loop timers of its
+own (docs/topics/performance.md). States::
 
     CONNECTING --connect ok--> CONNECTED --close--> CLOSED
         \\--------------------- close --------------------/
@@ -22,7 +27,7 @@ import random
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from wsfleet.auth import ConnectClaims, TokenExpired, TokenInvalid, TokenVerifier
@@ -35,6 +40,7 @@ from wsfleet.core.outbox import Outbox
 from wsfleet.core.registry import ConnectionRegistry
 from wsfleet.core.stats import NodeStats
 from wsfleet.core.subscriptions import SubscriptionFlow
+from wsfleet.core.timers import Timer, TimerQueue
 from wsfleet.core.user_limit import UserConnections
 from wsfleet.protocol.codec import Codec
 from wsfleet.protocol.codes import (
@@ -108,10 +114,64 @@ class SessionContext:
     """Wall clock, seconds (token expiry)."""
     monotonic: Callable[[], float]
     """Monotonic clock, seconds (rates)."""
+    timers: SessionTimers
+    """The fixed-delay timers of every session of the node."""
+    call_soon: Callable[[Callable[[], None]], object] = field(init=False, repr=False)
+    """``loop.call_soon``, bound once: each outbox holds it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "call_soon", self.loop.call_soon)
+
+
+class SessionTimers:
+    """The timers every session restarts with the same delay, one queue each.
+
+    Shared by the sessions of one node (see :mod:`wsfleet.core.timers`); built
+    from the client settings on the node's loop.
+    """
+
+    __slots__ = ("connect", "ping", "pong", "presence")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, opts: ClientSettings) -> None:
+        self.connect = TimerQueue(loop, opts.connect_timeout, ClientSession._connect_timeout)
+        self.ping = TimerQueue(loop, opts.ping_interval, ClientSession._send_ping)
+        self.pong = TimerQueue(loop, opts.pong_timeout, ClientSession._pong_missing)
+        self.presence = TimerQueue(
+            loop, opts.presence_update_interval, ClientSession._refresh_presence
+        )
+
+    def close(self) -> None:
+        for queue in (self.connect, self.ping, self.pong, self.presence):
+            queue.close()
 
 
 class ClientSession:
     """The server side of one client connection."""
+
+    __slots__ = (
+        "_bucket",
+        "_closing_tasks",
+        "_connect_timer",
+        "_errors_in_row",
+        "_pending",
+        "_ping_timer",
+        "_pong_timer",
+        "_presence_timer",
+        "_rate_rejections",
+        "_timers",
+        "_transport",
+        "_worker",
+        "client_id",
+        "codec",
+        "conn_info",
+        "ctx",
+        "expire_at",
+        "outbox",
+        "remote",
+        "state",
+        "subs",
+        "user",
+    )
 
     def __init__(
         self, ctx: SessionContext, transport: Transport, codec: Codec, *, remote: str = ""
@@ -132,22 +192,26 @@ class ClientSession:
             max_bytes=opts.outbox_max_bytes,
             max_frame_bytes=opts.max_frame_bytes,
             on_overflow=self._on_overflow,
-            call_soon=ctx.loop.call_soon,
+            call_soon=ctx.call_soon,
             stats=ctx.stats,
         )
         self.subs = SubscriptionFlow(self)
-        self.queries = ChannelCommands(self)
-        self._pending: deque[Command] = deque()
+        self._pending: deque[Command] | None = None
+        """Commands waiting for the worker; made on the first, dropped when drained."""
         self._worker: asyncio.Task[None] | None = None
         self._bucket = TokenBucket(
             rate=opts.command_rate_limit, burst=opts.command_burst, clock=ctx.monotonic
         )
         self._rate_rejections = 0
         self._errors_in_row = 0
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._awaiting_pong = False
-        self._closing_tasks: set[asyncio.Task[None]] = set()
-        self._schedule("connect", opts.connect_timeout, self._connect_timeout)
+        self._timers: dict[str, asyncio.TimerHandle] | None = None
+        """Named timers of their own delay (token expiry, lifetime); made on the first."""
+        self._ping_timer: Timer[ClientSession] | None = None
+        self._pong_timer: Timer[ClientSession] | None = None
+        """Set while a ping waits for its pong."""
+        self._presence_timer: Timer[ClientSession] | None = None
+        self._closing_tasks: set[asyncio.Task[None]] | None = None
+        self._connect_timer: Timer[ClientSession] | None = ctx.timers.connect.start(self)
 
     # -- identity ----------------------------------------------------------------
 
@@ -204,16 +268,21 @@ class ClientSession:
     def _accept(self, cmd: Command) -> bool:
         """Queue one decoded command; False when the connection closed."""
         if cmd.id == 0 and _is_empty(cmd):
-            self._awaiting_pong = False  # the client's pong
-            self._cancel("pong")
+            pong = self._pong_timer  # the client's pong
+            if pong is not None:
+                pong.cancel()
+                self._pong_timer = None
             return True
         if not self._bucket.take():
             return self._rate_limited(cmd)
-        if len(self._pending) >= self.ctx.client.max_pending_commands:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
+        elif len(pending) >= self.ctx.client.max_pending_commands:
             self.ctx.stats.limit_hits["pending_commands"] += 1
             self.close(DisconnectCode.TOO_MANY_REQUESTS)
             return False
-        self._pending.append(cmd)
+        pending.append(cmd)
         if self._worker is None:
             self._worker = self.ctx.loop.create_task(self._work())
         return True
@@ -234,11 +303,12 @@ class ClientSession:
 
     async def _work(self) -> None:
         try:
-            while self._pending and self.state is not ConnState.CLOSED:
-                cmd = self._pending.popleft()
-                await self._run(cmd)
+            while (pending := self._pending) and self.state is not ConnState.CLOSED:
+                await self._run(pending.popleft())
         finally:
             self._worker = None
+            if not self._pending:
+                self._pending = None  # an idle connection keeps no queue
 
     async def _run(self, cmd: Command) -> None:
         try:
@@ -299,7 +369,9 @@ class ClientSession:
         if not cmd_id:
             raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, "connect without id")
         claims = self._authenticate(req.token)
-        self._cancel("connect")
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
         user = claims.user if claims else ""
         await self.ctx.users.admit(user)
         if self.state is not ConnState.CONNECTING:
@@ -335,7 +407,7 @@ class ClientSession:
         self.reply(Reply(id=cmd_id, connect=result))
         for sub, _ in subs.values():
             self.subs.activate(sub)
-        self._schedule("ping", self.ctx.client.ping_interval, self._send_ping)
+        self._ping_timer = self.ctx.timers.ping.start(self)
         self._schedule_lifetime()
         self.subs.schedule_presence_refresh()
         log.info("connected", extra=self.log_extra(event="connected", codec=self.codec.name))
@@ -415,19 +487,20 @@ class ClientSession:
     # -- server pings -----------------------------------------------------------------
 
     def _send_ping(self) -> None:
+        self._ping_timer = None
         if self.state is not ConnState.CONNECTED:
             return
         self.outbox.push(self.codec.encode_reply(_PING))
-        if not self._awaiting_pong:
-            self._awaiting_pong = True
-            self._schedule("pong", self.ctx.client.pong_timeout, self._pong_missing)
-        self._schedule("ping", self.ctx.client.ping_interval, self._send_ping)
+        timers = self.ctx.timers
+        if self._pong_timer is None:
+            self._pong_timer = timers.pong.start(self)
+        self._ping_timer = timers.ping.start(self)
 
     def _pong_missing(self) -> None:
-        if self._awaiting_pong:
-            log.info("no pong", extra=self.log_extra(event="no_pong"))
-            self.ctx.stats.limit_hits["pong_timeout"] += 1
-            self.close(DisconnectCode.NO_PONG)
+        self._pong_timer = None
+        log.info("no pong", extra=self.log_extra(event="no_pong"))
+        self.ctx.stats.limit_hits["pong_timeout"] += 1
+        self.close(DisconnectCode.NO_PONG)
 
     def _schedule_lifetime(self) -> None:
         opts = self.ctx.client
@@ -443,6 +516,7 @@ class ClientSession:
         self.close(DisconnectCode.LIFETIME)
 
     def _connect_timeout(self) -> None:
+        self._connect_timer = None
         if self.state is ConnState.CONNECTING:
             self.close(DisconnectCode.STALE)
 
@@ -511,29 +585,54 @@ class ClientSession:
         if was_connected:
             self.ctx.stats.connections_closed += 1
         self.state = ConnState.CLOSED
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
-        self._pending.clear()
+        self._cancel_all_timers()
+        self._pending = None
         if self._worker is not None and self._worker is not asyncio.current_task():
             self._worker.cancel()
         self.ctx.registry.remove(self)
         if was_connected:
             self.ctx.users.changed(self.user)
-        task = self.ctx.loop.create_task(self.subs.release_all())
-        self._closing_tasks.add(task)
-        task.add_done_callback(self._closing_tasks.discard)
+        self._keep(self.ctx.loop.create_task(self.subs.release_all()))
 
     # -- timers ----------------------------------------------------------------------------
 
+    def _cancel_all_timers(self) -> None:
+        for timer in (self._connect_timer, self._ping_timer, self._pong_timer):
+            if timer is not None:
+                timer.cancel()
+        self._connect_timer = self._ping_timer = self._pong_timer = None
+        self._stop_presence_refresh()
+        if self._timers is not None:
+            for handle in self._timers.values():
+                handle.cancel()
+            self._timers = None
+
+    def restart_presence_refresh(self) -> None:
+        """Refresh this connection's presence ``presence_update_interval`` from now."""
+        self._stop_presence_refresh()
+        if self.state is not ConnState.CLOSED:
+            self._presence_timer = self.ctx.timers.presence.start(self)
+
+    def _stop_presence_refresh(self) -> None:
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+
+    def _refresh_presence(self) -> None:
+        self._presence_timer = None
+        self.subs.refresh_presence()
+
     def _schedule(self, name: str, delay: float, callback: Callable[[], None]) -> None:
-        old = self._timers.get(name)
+        timers = self._timers
+        if timers is None:
+            timers = self._timers = {}
+        old = timers.get(name)
         if old is not None:
             old.cancel()
-        self._timers[name] = self.ctx.loop.call_later(delay, callback)
+        timers[name] = self.ctx.loop.call_later(delay, callback)
 
     def _cancel(self, name: str) -> None:
-        handle = self._timers.pop(name, None)
+        handle = self._timers.pop(name, None) if self._timers is not None else None
         if handle is not None:
             handle.cancel()
 
@@ -553,9 +652,15 @@ class ClientSession:
             except (BrokerError, ProtocolError) as exc:
                 log.warning("background: %s", exc, extra=self.log_extra(event="background"))
 
-        task = self.ctx.loop.create_task(run())
-        self._closing_tasks.add(task)
-        task.add_done_callback(self._closing_tasks.discard)
+        self._keep(self.ctx.loop.create_task(run()))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        # A strong reference until done: the loop holds tasks only weakly.
+        tasks = self._closing_tasks
+        if tasks is None:
+            tasks = self._closing_tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
 
 _PING = Reply()
@@ -563,14 +668,15 @@ _PING = Reply()
 _Handler = Callable[[Command], Awaitable[None]]
 
 # Which handler serves each request field (connect is handled before routing).
-# Built once, not per command.
+# Built once, not per command. ChannelCommands holds nothing but the session,
+# so it is made per command rather than kept by every idle connection.
 _ROUTES: dict[str, Callable[[ClientSession], _Handler]] = {
     "subscribe": lambda s: s.subs.handle_subscribe,
     "unsubscribe": lambda s: s.subs.handle_unsubscribe,
-    "publish": lambda s: s.queries.handle_publish,
-    "presence": lambda s: s.queries.handle_presence,
-    "presence_stats": lambda s: s.queries.handle_presence_stats,
-    "history": lambda s: s.queries.handle_history,
+    "publish": lambda s: ChannelCommands(s).handle_publish,
+    "presence": lambda s: ChannelCommands(s).handle_presence,
+    "presence_stats": lambda s: ChannelCommands(s).handle_presence_stats,
+    "history": lambda s: ChannelCommands(s).handle_history,
     "ping": lambda s: s._ping_command,
     "send": lambda s: s._send_command,
     "rpc": lambda s: s._rpc_command,

@@ -70,6 +70,8 @@ class ChannelEntry:
 class SubscriptionFlow:
     """The subscriptions of one :class:`~wsfleet.core.client.ClientSession`."""
 
+    __slots__ = ("entries", "session")
+
     def __init__(self, session: ClientSession) -> None:
         self.session = session
         self.entries: dict[str, ChannelEntry] = {}
@@ -362,8 +364,7 @@ class SubscriptionFlow:
     # -- presence refresh -----------------------------------------------------------------
 
     def schedule_presence_refresh(self) -> None:
-        interval = self.session.ctx.client.presence_update_interval
-        self.session.schedule("presence", interval, self.refresh_presence)
+        self.session.restart_presence_refresh()
 
     def refresh_presence(self) -> None:
         """Write this connection's presence entries now (and restart the refresh timer)."""

@@ -45,13 +45,20 @@ class _Handshake:
 
 
 class PeerProtocol(WSProtocol):  # type: ignore[misc]
+    # Slotted: one per connection, and a subclass of an extension type would
+    # otherwise carry a full instance dict.
+    __slots__ = ("_handshake",)
+
     def __init__(self, handshake: _Handshake, *args: Any) -> None:
         super().__init__(*args)
-        self._handshake = handshake
+        self._handshake: _Handshake | None = handshake
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        self._handshake.peer = str(peer[0]) if isinstance(peer, tuple) else ""
+        handshake = self._handshake
+        if handshake is not None:
+            peer = transport.get_extra_info("peername")
+            handshake.peer = str(peer[0]) if isinstance(peer, tuple) else ""
+            self._handshake = None  # picows holds it until the upgrade
         super().connection_made(transport)
 
 
@@ -66,7 +73,10 @@ async def create_server(
     logger_name: str,
 ) -> asyncio.Server:
     """Listen on ``host:port``; ``factory`` decides each handshake, knowing the peer."""
-    logger = logging.getLogger(logger_name)
+    # An adapter, not the Logger itself: given a Logger, picows makes a child
+    # logger per connection (about 600 bytes each, for the life of the
+    # connection); given a logger-like object, it uses that one for all.
+    logger = logging.LoggerAdapter(logging.getLogger(logger_name), {})
 
     def protocol() -> PeerProtocol:
         handshake = _Handshake(factory)

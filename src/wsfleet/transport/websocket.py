@@ -36,7 +36,9 @@ WEBSOCKET_PATH = b"/connection/websocket"
 PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 
 # A small initial read buffer: most commands are tiny, and the buffer is
-# allocated per connection (it grows when a larger frame arrives).
+# allocated per connection (it grows when a larger frame arrives). picows 2.3
+# allocates at least 2048 bytes whatever this asks; with its 1024-byte write
+# buffer that is 3 KB of an idle connection's 8 (docs/topics/performance.md).
 READ_BUFFER_INIT_SIZE = 1024
 
 
@@ -83,6 +85,7 @@ class Connection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        _forget_headers(transport)
         self._admission.opened(self.ip)
         self._open.add(self)
         self.session = ClientSession(self.ctx, self, self.codec, remote=self.ip)
@@ -162,6 +165,16 @@ def _is_upgrade(request: WSUpgradeRequest) -> bool:
     headers = request.headers
     upgrade = headers.get("Upgrade", "").lower()
     return upgrade == "websocket" and bool(headers.get("Sec-WebSocket-Key"))
+
+
+def _forget_headers(transport: WSTransport) -> None:
+    # picows keeps the upgrade request and response for the connection's life.
+    # Nothing reads their headers after the upgrade (the gate has had what it
+    # needs), and a browser's run to kilobytes (cookies, user agent): with
+    # thousands of connections a node would hold megabytes of them for nothing.
+    for message in (transport.request, transport.response):
+        if message is not None:
+            message.headers.clear()
 
 
 def _count_oversized(transport: WSTransport, ctx: SessionContext) -> None:

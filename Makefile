@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src benchmarks lab tools
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src lab tools
+	$(BIN)/mypy src lab tools benchmarks/bench
 
 setup: $(STAMP) $(DEPLOY_TOOLS)
 

@@ -1,4 +1,4 @@
-"""The ``wsfleet`` command: serve, check-config, token.
+"""The ``wsfleet`` command: serve, check-config, token, capacity.
 
 Only this module (and :mod:`wsfleet.config`) reads the environment.
 """
@@ -12,9 +12,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsfleet import __version__
+from wsfleet import __version__, capacity_cli
 from wsfleet.brokers import BrokerConfigError
 from wsfleet.config import DEV_WARNING, ConfigError, check_config, load_settings
 from wsfleet.settings import Settings
@@ -51,11 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration and list every problem")
     _config_flag(check)
 
+    # Parsed by the load generator itself (see _bench); listed here for --help.
+    sub.add_parser("bench", help="load-test wsfleet and its peers (from a clone; see bench --help)")
+
     token = sub.add_parser("token", help="mint an HS256 token from the configured secret")
     _config_flag(token)
     token.add_argument("--user", required=True, help="user id (the sub claim)")
     token.add_argument("--channel", help="mint a subscription token for this channel")
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds valid; 0: no expiry")
+
+    capacity_cli.add_parser(sub)
     return parser
 
 
@@ -83,6 +89,9 @@ def _load(args: argparse.Namespace, overrides: dict[str, object] | None = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
@@ -96,10 +105,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "token":
             return _token(args)
+        if args.command == "capacity":
+            return capacity_cli.run(args)
     except (ConfigError, BrokerConfigError) as exc:
         print(f"wsfleet: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+def _bench(argv: list[str]) -> int:
+    # The load generator needs the peers, nginx and the lab, which the server must not
+    # depend on: it lives in the repository's benchmarks/, not in the package.
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "bench" / "cli.py").exists():
+        print(
+            "wsfleet: bench runs from a clone of the wsfleet repository (the load generator "
+            "lives in its benchmarks/ directory, which the package does not ship): clone it, "
+            "run `make setup`, then `.venv/bin/wsfleet bench`",
+            file=sys.stderr,
+        )
+        return 2
+    sys.path.insert(0, str(root))
+    from benchmarks.bench.cli import main as bench_main
+
+    return bench_main(argv)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -169,6 +198,9 @@ def _serve(settings: Settings) -> int:
         print(DEV_WARNING, file=sys.stderr, flush=True)
     import uvloop
 
+    from wsfleet import gctune
+
+    gctune.tune()
     return uvloop.run(_run(settings))
 
 
@@ -213,6 +245,7 @@ def _watchdog_expired(timeout: float) -> None:
 
 
 async def _run(settings: Settings) -> int:
+    from wsfleet import gctune
     from wsfleet.brokers.base import BrokerError
     from wsfleet.node import Node
 
@@ -228,6 +261,7 @@ async def _run(settings: Settings) -> int:
         print(f"wsfleet: cannot start: {exc}", file=sys.stderr, flush=True)
         await node.stop()
         return 1
+    gctune.freeze_startup()
     await signals.received.wait()
     await node.drain()
     return 0  # the watchdog thread dies with the process

@@ -1,0 +1,1 @@
+"""wsfleet benchmarks: micro-benchmarks of the hot path and the load generator."""

@@ -1,0 +1,1 @@
+"""Peer servers the benchmark compares wsfleet with, and their installs."""

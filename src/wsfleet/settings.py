@@ -149,8 +149,9 @@ class RebalanceSettings:
     )
     tolerance: Fraction = opt(
         0.1,
-        "Fraction above the fleet mean a node may hold before it sheds; it then sheds "
-        "down to the mean, never below.",
+        "Fraction a node's connections may stray from the fleet mean: above (1 + tolerance) "
+        "times the mean a node sheds down to the mean, never below; while a node holds less "
+        "than (1 - tolerance) times the mean, every node above the mean does.",
         min=0,
     )
     rate: PerSecond = opt(

@@ -22,6 +22,22 @@ def test_within_the_tolerance_nothing_is_shed() -> None:
     assert decide("n0", loads(111, 90, 99), tolerance=0.1, previous_total=300).shed == 11
 
 
+def test_a_node_short_of_its_share_makes_every_node_above_the_mean_shed() -> None:
+    # Everyone else is just within +10%; the new node is 30% short.
+    fleet = loads(82, 82, 82, 54)  # mean 75
+    for own in ("n0", "n1", "n2"):
+        d = decide(own, fleet, tolerance=0.1, previous_total=300)
+        assert (d.shed, d.floor, d.why) == (7, 75, "another node is short"), own
+    assert decide("n3", fleet, tolerance=0.1, previous_total=300).shed == 0
+    # A node at the mean (rounded up) has nothing to give.
+    assert decide("n0", loads(75, 90, 90, 45), tolerance=0.1, previous_total=300).shed == 0
+    # Short by no more than the tolerance: nothing moves.
+    assert decide("n0", loads(80, 80, 80, 70), tolerance=0.1, previous_total=310).shed == 0
+    # A full node's low count is its cap, not a shortage.
+    fleet = loads(82, 82, 82, 20, limits={3: 20})
+    assert decide("n0", fleet, tolerance=0.1, previous_total=266).shed == 0
+
+
 def test_a_fleet_still_filling_or_draining_is_left_alone() -> None:
     # Counts from different moments while clients arrive: no lasting imbalance.
     d = decide("n0", loads(66, 34, 20), tolerance=0.1, previous_total=60)

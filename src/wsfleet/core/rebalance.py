@@ -14,6 +14,13 @@ stay where they are. The rules, applied to the ready nodes of the registry
   moved to a node that is drained next move twice).
 * A node holding more than ``(1 + tolerance)`` times the mean of the nodes
   that can take connections sheds down to the mean, rounded up, never below.
+* A node holding less than ``(1 - tolerance)`` times that mean is short of
+  its share, which the others hold between them: every node above the mean,
+  even within the tolerance, sheds down to the mean. Without this rule a new
+  node could stay far below the mean for good while every other node sits
+  just under the upper bound (four nodes at +10% leave the fifth at -40%).
+  So a settled fleet holds every node within the tolerance of the mean, on
+  both sides.
 """
 
 from __future__ import annotations
@@ -71,6 +78,9 @@ def decide(
         return Decision(0, 0, total, "the fleet is not settled")
     mean = sum(load.connections for load in open_nodes) / len(open_nodes)
     floor = math.ceil(mean)
-    if mine.connections <= mean * (1 + tolerance):
-        return Decision(0, floor, total, "within tolerance")
-    return Decision(mine.connections - floor, floor, total, "above the mean")
+    if mine.connections > mean * (1 + tolerance):
+        return Decision(mine.connections - floor, floor, total, "above the mean")
+    short = min(load.connections for load in open_nodes) < mean * (1 - tolerance)
+    if short and mine.connections > floor:
+        return Decision(mine.connections - floor, floor, total, "another node is short")
+    return Decision(0, floor, total, "within tolerance")

@@ -109,6 +109,19 @@ async def _unknown_field_only(node: RunningNode, watcher: Watcher) -> None:
         assert code == 3501
 
 
+async def _out_of_range_integers(node: RunningNode, watcher: Watcher) -> None:
+    # A negative id would otherwise be echoed back; a negative offset carried into recovery.
+    async with raw_client(node) as ws:
+        await ws.send(json.dumps({"id": 2, "subscribe": {"channel": "x", "offset": -1}}))
+        await watcher.publish()
+        code, received = await closed_with(ws)
+        assert (code, received) == (3501, [])
+    async with raw_client(node) as ws:
+        await ws.send(json.dumps({"id": -2, "ping": {}}))
+        code, received = await closed_with(ws)
+        assert (code, received) == (3501, [])
+
+
 async def _command_before_connect(node: RunningNode, watcher: Watcher) -> None:
     async with raw_client(node, connect=False) as ws:
         await ws.send(json.dumps({"id": 1, "subscribe": {"channel": "watched"}}))
@@ -224,6 +237,7 @@ CASES: dict[str, Abuse] = {
     "garbage_protobuf_message": _garbage_protobuf_message,
     "unknown_command": _unknown_command,
     "unknown_field_only": _unknown_field_only,
+    "out_of_range_integers": _out_of_range_integers,
     "command_before_connect": _command_before_connect,
     "command_before_connect_protobuf": _command_before_connect_protobuf,
     "duplicate_subscribe": _duplicate_subscribe,

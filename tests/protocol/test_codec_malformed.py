@@ -30,6 +30,14 @@ def assert_bad_request(codec: Codec, frame: bytes, detail: str) -> None:
         (b"[1,2]", "Expected `object`"),
         (b"null", "Expected `object`"),
         (b'{"id":1}{"id":2}', "trailing characters"),
+        # The protocol's integer types bound JSON too (uint32 ids, offsets from 0).
+        (b'{"id":-1}', "Expected `int` >= 0 - at `$.id`"),
+        (b'{"id":4294967296}', "Expected `int` <= 4294967295 - at `$.id`"),
+        (b'{"subscribe":{"channel":"a","recover":true,"offset":-1}}', "$.subscribe.offset"),
+        (b'{"history":{"channel":"a","since":{"offset":-3}}}', "$.history.since.offset"),
+        (b'{"history":{"channel":"a","limit":2147483648}}', "$.history.limit"),
+        (b'{"connect":{"subs":{"a":{"offset":-1}}}}', "$.connect.subs[...].offset"),
+        (b'{"subscribe":{"channel":"a","offset":9223372036854775808}}', "<= 9223372036854775807"),
         (b'{"publish":{"channel":"\xff"}}', "not valid UTF-8 at byte 23"),
         (b'{"publish":{"data":"\xc3"}}', "not valid UTF-8"),  # inside a payload
         (b'{"publish":{"data":' + b"[" * 20000 + b"]" * 20000 + b"}}", "invalid JSON"),

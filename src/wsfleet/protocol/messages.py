@@ -13,10 +13,21 @@ An absent payload is always the :data:`EMPTY` singleton, never ``Raw(b"")``.
 
 from __future__ import annotations
 
-from msgspec import Raw, Struct
+from typing import Annotated
+
+from msgspec import Meta, Raw, Struct
 
 EMPTY = Raw()
 """The absent payload. Always use this object for "no data"."""
+
+
+# The protocol's integer types, so a JSON client gets the bounds a Protobuf client
+# cannot leave: a negative or oversized id or offset is a bad request (3501), not
+# a value echoed back or carried into a history query.
+Uint32 = Annotated[int, Meta(ge=0, le=2**32 - 1)]
+Offset = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+"""A stream offset: a count from 0 that a signed 64-bit counter (Redis ``INCR``) keeps."""
+Int32 = Annotated[int, Meta(ge=-(2**31), le=2**31 - 1)]
 
 
 def raw(data: bytes | bytearray | memoryview | Raw) -> Raw:
@@ -56,7 +67,7 @@ class Publication(_Msg):
 class StreamPosition(_Msg):
     """A point in a channel's stream: an offset within an epoch."""
 
-    offset: int = 0
+    offset: Offset = 0
     epoch: str = ""
 
 
@@ -74,7 +85,7 @@ class SubscribeRequest(_Msg):
     token: str = ""
     recover: bool = False
     epoch: str = ""
-    offset: int = 0
+    offset: Offset = 0
     data: Raw = EMPTY
     positioned: bool = False
     recoverable: bool = False
@@ -120,7 +131,7 @@ class PresenceStatsRequest(_Msg):
 
 class HistoryRequest(_Msg):
     channel: str = ""
-    limit: int = 0
+    limit: Int32 = 0
     since: StreamPosition | None = None
     reverse: bool = False
 
@@ -144,7 +155,7 @@ class Command(_Msg):
     A command with ``id == 0`` and no request is the client's pong.
     """
 
-    id: int = 0
+    id: Uint32 = 0
     connect: ConnectRequest | None = None
     subscribe: SubscribeRequest | None = None
     unsubscribe: UnsubscribeRequest | None = None

@@ -219,17 +219,18 @@ class FleetMember:
         await self._unsubscribe_local(user, client, channel)
         await self._send("unsubscribe", user=user, client=client, channel=channel)
 
-    async def channels(self, pattern: str) -> tuple[dict[str, int], list[str]]:
+    async def channels(self, pattern: str) -> tuple[dict[str, int], list[NodeInfo]]:
         """Subscriber counts of the fleet's channels matching ``pattern`` (all when empty).
 
-        Returns the counts and the uids of nodes that did not answer in time.
+        Returns the counts and the registry entries of the nodes that did not answer
+        in time (their subscribers are not counted).
         """
         counts = Counter(self._local_channels(pattern))
-        others = {n.uid for n in await self.live_nodes()} - {self.uid}
+        others = {n.uid: n for n in await self.live_nodes() if n.uid != self.uid}
         if not others:
             return dict(counts), []
         request = secrets.token_hex(8)
-        survey = _Survey(expected=others)
+        survey = _Survey(expected=set(others))
         self._surveys[request] = survey
         try:
             await self._send("survey", request=request, pattern=pattern)
@@ -239,10 +240,12 @@ class FleetMember:
             del self._surveys[request]
         for answer in survey.answers.values():
             counts.update(answer)
-        missing = sorted(others - survey.answers.keys())
+        missing = [others[uid] for uid in sorted(others.keys() - survey.answers.keys())]
         if missing:
             log.warning(
-                "channels survey: %d node(s) did not answer", len(missing), extra={"event": "fleet"}
+                "channels survey: %d node(s) did not answer",
+                len(missing),
+                extra={"event": "fleet", "nodes": [n.name for n in missing]},
             )
         return dict(counts), missing
 

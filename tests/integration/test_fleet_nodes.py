@@ -280,9 +280,12 @@ async def test_channels_leaves_out_a_node_that_does_not_answer(redis: RedisServe
         on_control, b.node.fleet.state.on_control = b.node.fleet.state.on_control, None
         reply = await post(a, "channels", {})
         assert reply["result"]["channels"] == {"room:a": {"num_clients": 1}}
+        # The counts say they are partial, and whose subscribers are missing.
+        assert reply["result"]["unanswered"] == [{"uid": b.node.uid, "name": b.node.name}]
         b.node.fleet.state.on_control = on_control
         reply = await post(a, "channels", {})
         assert set(reply["result"]["channels"]) == {"room:a", "room:b"}
+        assert "unanswered" not in reply["result"]
 
 
 # -- presence -------------------------------------------------------------------------------

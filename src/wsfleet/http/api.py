@@ -284,8 +284,14 @@ class ServerApi:
 
     async def channels(self, body: bytes) -> object:
         req: ChannelsReq = _decode(body, ChannelsReq)
-        counts, _missing = await self.node.fleet.channels(req.pattern)
-        return {"channels": {ch: {"num_clients": n} for ch, n in counts.items()}}
+        counts, missing = await self.node.fleet.channels(req.pattern)
+        result: dict[str, object] = {
+            "channels": {ch: {"num_clients": n} for ch, n in counts.items()}
+        }
+        if missing:
+            # Partial counts are still useful (a dashboard), but never silently partial.
+            result["unanswered"] = [{"uid": n.uid, "name": n.name} for n in missing]
+        return result
 
     async def info(self, body: bytes) -> object:
         return {"nodes": self.node.fleet_view(await self.node.fleet.live_nodes())}

@@ -370,6 +370,20 @@ def test_history_size_and_ttl_go_together() -> None:
     assert found["channel.namespaces[0].history_ttl"].source == "env WSFLEET_CHANNEL_NAMESPACES"
 
 
+def test_tags_filter_and_deltas_exclude_each_other() -> None:
+    found = problems_of(
+        env=namespaces_env(
+            '{"name": "a", "allow_tags_filter": true, "allowed_delta_types": ["fossil"],'
+            ' "history_size": 5, "history_ttl": "1m"}'
+        )
+    )
+    assert set(found) == {"channel.namespaces[0].allow_tags_filter"}
+    problem = found["channel.namespaces[0].allow_tags_filter"]
+    assert problem.value is True and "allowed_delta_types" in problem.allowed
+    # Each alone is fine, and a tags filter needs no history.
+    load_settings(env=namespaces_env('{"name": "a", "allow_tags_filter": true}'))
+
+
 def test_delta_and_recovery_need_history() -> None:
     found = problems_of(
         env=namespaces_env(

@@ -667,6 +667,11 @@ def _all_namespace_options(settings: Settings) -> Iterator[NamespaceOptions]:
 
 
 def _check_namespace(options: NamespaceOptions, path: str, problems: _Problems) -> None:
+    if options.allow_tags_filter and options.allowed_delta_types:
+        # A filtered subscriber skips publications, so it has no delta base to patch.
+        problems.add(
+            f"{path}.allow_tags_filter", True, "false when allowed_delta_types is not empty"
+        )
     size_key, ttl_key = f"{path}.history_size", f"{path}.history_ttl"
     if problems.has(size_key, ttl_key):
         return  # a wrong value was replaced by its default; rules on it would mislead

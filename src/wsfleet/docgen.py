@@ -73,6 +73,7 @@ The server prints a warning when it starts in dev mode.
 
 - `history_size` and `history_ttl` go together: one above 0 needs the other above 0.
 - `allowed_delta_types`, `delta_publish` and `force_recovery` need history.
+- `allow_tags_filter` and `allowed_delta_types` exclude each other in a namespace.
 - Namespace names are unique and match `{NAMESPACE_NAME_PATTERN}`.
 - `client.pong_timeout` is below `client.ping_interval`.
 - `server.port` and `server.internal_port` differ, unless 0 (any free port).

@@ -235,6 +235,12 @@ class ClientSettings:
     history_max_publication_limit: int = opt(
         300, "Most publications one history command returns.", min=1
     )
+    tags_filter_max_nodes: int = opt(
+        32,
+        "Most nodes (comparisons and and/or/not) in a subscription's tags filter; a larger "
+        "filter closes the connection with 3501.",
+        min=1,
+    )
     recovery_max_publication_limit: int = opt(
         300, "Most publications a recovery returns; a larger gap is not recovered.", min=1
     )
@@ -335,6 +341,12 @@ class NamespaceOptions:
     )
     delta_publish: bool = opt(
         False, "Publish every publication as delta-capable (the API's `delta` per call)."
+    )
+    allow_tags_filter: bool = opt(
+        False,
+        "Subscribers may pass a tags filter and get only the publications whose tags match "
+        "(bandwidth, not access control: they may read the whole channel). Not with "
+        "allowed_delta_types.",
     )
 
 

@@ -9,7 +9,8 @@ subscribers: the first local subscriber subscribes the node, the last one to
 leave unsubscribes it (serialised per channel, so a quick leave-and-join can
 not leave the node deaf).
 
-Each subscription tracks the stream position it has delivered. A live
+Each subscription tracks the stream position it has delivered (a publication
+its tags filter leaves out still moves the position). A live
 publication whose offset skips ahead, or that comes from another epoch, means
 this node missed something (a broker outage, a lost pub/sub message): the
 subscription is told it has insufficient state and resubscribes with recovery,
@@ -28,6 +29,7 @@ import msgspec
 from wsfleet.brokers.base import Broker
 from wsfleet.core.delta import delta_or_full, wire_payload
 from wsfleet.core.stats import NodeStats
+from wsfleet.core.tags_filter import TagsFilter
 from wsfleet.protocol.codec import Codec
 from wsfleet.protocol.messages import (
     ClientInfo,
@@ -69,9 +71,11 @@ class Subscription:
         "epoch",
         "join_leave",
         "offset",
+        "plain",
         "positioned",
         "state",
         "subscriber",
+        "tags_filter",
     )
 
     def __init__(
@@ -82,7 +86,9 @@ class Subscription:
         join_leave: bool = False,
         delta: bool = False,
         positioned: bool = False,
+        tags_filter: TagsFilter | None = None,
     ) -> None:
+        """``tags_filter``: deliver only publications whose tags match; None: all."""
         self.subscriber = subscriber
         self.channel = channel
         self.state = SubState.SUBSCRIBING
@@ -93,6 +99,9 @@ class Subscription:
         self.epoch = ""
         self.delta_base = -1
         """Offset of the publication the client holds as delta base; -1: none."""
+        self.tags_filter = tags_filter
+        self.plain = not delta and tags_filter is None
+        """Neither delta nor a tags filter: every publication goes out in full."""
         self.buffer: list[tuple[Publication, StreamPosition, PublicationFanout]] = []
 
 
@@ -171,13 +180,23 @@ def deliver(
         sub.offset = offset
         if not sub.epoch:
             sub.epoch = position.epoch
+    if sub.plain:
+        sub.subscriber.send_encoded(fan.full(sub.subscriber.codec))
+    else:
+        _deliver_shaped(sub, pub, fan)
+
+
+def _deliver_shaped(sub: Subscription, pub: Publication, fan: PublicationFanout) -> None:
+    # Off the common path, so that a plain subscriber pays one check for both features.
+    tags_filter = sub.tags_filter
+    if tags_filter is not None and not tags_filter(pub.tags):
+        return  # the position moved past it: filtered out is not missed
     codec = sub.subscriber.codec
     if sub.delta:
-        data = fan.for_delta_subscriber(codec, sub.delta_base)
-        sub.delta_base = offset if offset else -1
+        sub.subscriber.send_encoded(fan.for_delta_subscriber(codec, sub.delta_base))
+        sub.delta_base = pub.offset if pub.offset else -1
     else:
-        data = fan.full(codec)
-    sub.subscriber.send_encoded(data)
+        sub.subscriber.send_encoded(fan.full(codec))
 
 
 class Hub:

@@ -25,6 +25,7 @@ from wsfleet.core.channels import ChannelOptions, ChannelRules
 from wsfleet.core.delta import recovered_with_deltas
 from wsfleet.core.hub import Subscription, SubState, deliver
 from wsfleet.core.recovery import recover
+from wsfleet.core.tags_filter import FilterError, FilterTooLarge, TagsFilter, compile_filter
 from wsfleet.protocol.codes import (
     DisconnectCode,
     ErrorCode,
@@ -109,6 +110,7 @@ class SubscriptionFlow:
         if req.delta and req.delta not in SUPPORTED_DELTAS:
             raise ProtocolDisconnect(DisconnectCode.BAD_REQUEST, f"unknown delta {req.delta!r}")
         opts = ctx.rules.resolve(channel)
+        tags_filter = None if server_side else self._tags_filter(req, opts)
         if channel in self.entries:
             raise ProtocolError(ErrorCode.ALREADY_SUBSCRIBED)
         limit = ctx.client.max_subscriptions
@@ -129,8 +131,10 @@ class SubscriptionFlow:
             session,
             channel,
             join_leave=ns.force_push_join_leave or (ns.join_leave and req.join_leave),
-            delta=bool(req.delta) and req.delta in ns.allowed_delta_types,
+            # Config keeps tags filters and deltas apart; a filtered subscriber has no base.
+            delta=bool(req.delta) and req.delta in ns.allowed_delta_types and tags_filter is None,
             positioned=positioned,
+            tags_filter=tags_filter,
         )
         entry = ChannelEntry(sub, opts, server_side, chan_info, expire_at)
         self.entries[channel] = entry
@@ -150,6 +154,25 @@ class SubscriptionFlow:
             result.ttl = max(1, int(expire_at - ctx.clock()))
             self._schedule_expiry(entry)
         return sub, result
+
+    def _tags_filter(self, req: SubscribeRequest, opts: ChannelOptions) -> TagsFilter | None:
+        """The compiled tags filter of a client-side subscribe; None without one."""
+        if req.tf is None:
+            return None
+        if not opts.options.allow_tags_filter:
+            raise ProtocolDisconnect(
+                DisconnectCode.BAD_REQUEST,
+                f"tags filter not allowed in channel {req.channel!r} (allow_tags_filter)",
+            )
+        ctx = self.session.ctx
+        try:
+            return compile_filter(req.tf, max_nodes=ctx.client.tags_filter_max_nodes)
+        except FilterError as exc:
+            if isinstance(exc, FilterTooLarge):
+                ctx.stats.limit_hits["tags_filter_nodes"] += 1
+            raise ProtocolDisconnect(
+                DisconnectCode.BAD_REQUEST, f"bad tags filter: {exc}"
+            ) from None
 
     def _authorize(
         self, req: SubscribeRequest, opts: ChannelOptions
@@ -201,6 +224,10 @@ class SubscriptionFlow:
             recovered, pubs = False, []
         top = page.position
         sub.offset, sub.epoch = top.offset, top.epoch
+        if sub.tags_filter is not None:
+            # Recovered still means nothing missed: what the filter leaves out is not due.
+            match = sub.tags_filter
+            pubs = [pub for pub in pubs if match(pub.tags)]
         if sub.delta and pubs:
             pubs = recovered_with_deltas(pubs, binary=self.session.codec.binary)
             sub.delta_base = pubs[-1].offset

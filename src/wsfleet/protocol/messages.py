@@ -80,6 +80,22 @@ class Error(_Msg):
 # -- requests (inside a Command) ---------------------------------------------
 
 
+class FilterNode(_Msg):
+    """A publication tags filter (the subscribe request's ``tf``).
+
+    A leaf (``op`` empty) compares the tag ``key`` by ``cmp`` with ``val`` or
+    ``vals``; a branch combines ``nodes`` with ``op`` "and", "or" or "not".
+    Checked and compiled by :mod:`wsfleet.core.tags_filter`.
+    """
+
+    op: str = ""
+    key: str = ""
+    cmp: str = ""
+    val: str = ""
+    vals: list[str] | None = None
+    nodes: list[FilterNode] | None = None
+
+
 class SubscribeRequest(_Msg):
     channel: str = ""
     token: str = ""
@@ -91,6 +107,7 @@ class SubscribeRequest(_Msg):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    tf: FilterNode | None = None
     flag: int = 0
 
 

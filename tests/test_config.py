@@ -487,7 +487,9 @@ def test_a_wrong_value_does_not_cause_a_second_misleading_problem() -> None:
 def test_dev_mode_opens_everything() -> None:
     s = load_settings(
         env=namespaces_env(
-            '{"name": "chat"}', '{"name": "kept", "history_size": 5, "history_ttl": 10}'
+            '{"name": "chat"}',
+            '{"name": "kept", "history_size": 5, "history_ttl": 10,'
+            ' "allowed_delta_types": ["fossil"]}',
         ),
         overrides={"dev": True},
     )
@@ -508,6 +510,9 @@ def test_dev_mode_opens_everything() -> None:
     )
     # Configured history is kept.
     assert (s.channel.namespaces[1].history_size, s.channel.namespaces[1].history_ttl) == (5, 10.0)
+    # Tags filters too, except where deltas are allowed (the two exclude each other).
+    assert s.channel.without_namespace.allow_tags_filter and s.channel.namespaces[0].allow_tags_filter
+    assert not s.channel.namespaces[1].allow_tags_filter
 
 
 def test_dev_mode_keeps_a_configured_api_key_and_runs_before_validation() -> None:

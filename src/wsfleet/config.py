@@ -656,6 +656,8 @@ def _apply_dev(settings: Settings) -> None:
         options.allow_history_for_anonymous = True
         options.presence = True
         options.join_leave = True
+        if not options.allowed_delta_types:  # the two exclude each other
+            options.allow_tags_filter = True
         if options.history_size == 0 and options.history_ttl == 0:
             options.history_size = 100
             options.history_ttl = 300.0

@@ -65,8 +65,9 @@ server.log_format = 'xml' (from env WSFLEET_SERVER_LOG_FORMAT): expected one of 
 `dev: true` (`--dev`, `WSFLEET_DEV=1`) is for a laptop, never for the internet. Applied after
 loading and before validation, it lets clients connect without a token and, on channels
 without a namespace and in every namespace, lets any client subscribe, publish, and read
-presence and history; it turns on presence and join/leave events, keeps 100 publications for
-5 minutes where no history is configured, and sets the API key to `dev` when none is set.
+presence and history; it turns on presence and join/leave events, allows tags filters where
+no delta type is allowed, keeps 100 publications for 5 minutes where no history is
+configured, and sets the API key to `dev` when none is set.
 The server prints a warning when it starts in dev mode.
 
 ## Rules across options

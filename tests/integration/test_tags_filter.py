@@ -32,13 +32,17 @@ from tests.node_harness import RunningNode, running_node
 
 MAX_NODES = 4
 
+OPEN = {"allow_subscribe_for_anonymous": True, "history_size": 50, "history_ttl": 300}
 CONFIG = {
+    "auth": {"allow_anonymous_connect_without_token": True},
+    "api": {"key": "dev"},
     "channel": {
+        "without_namespace": OPEN,  # the watcher's channel
         "namespaces": [
-            {"name": "quotes", "history_size": 50, "history_ttl": 300, "allow_tags_filter": True},
-            {"name": "plain", "history_size": 50, "history_ttl": 300},
-        ]
-    }
+            {"name": "quotes", "allow_tags_filter": True, **OPEN},
+            {"name": "plain", **OPEN},
+        ],
+    },
 }
 
 AAPL_FROM_100 = Filter.all(Filter.eq("ticker", "AAPL"), Filter.gte("price", "100"))
@@ -46,8 +50,7 @@ AAPL_FROM_100 = Filter.all(Filter.eq("ticker", "AAPL"), Filter.gte("price", "100
 
 @pytest.fixture
 async def node() -> AsyncIterator[RunningNode]:
-    settings = {"dev": True, "client.tags_filter_max_nodes": MAX_NODES}
-    async with running_node(settings, config=CONFIG) as running:
+    async with running_node({"client.tags_filter_max_nodes": MAX_NODES}, config=CONFIG) as running:
         yield running
 
 

@@ -1,8 +1,9 @@
 """Hypothesis strategies for every message of the client protocol.
 
 Strategies are derived from the structs' annotations, with integer ranges taken
-from the SDK's own Protobuf descriptors (uint32, uint64, int32, int64), so a
-generated message is always encodable by both codecs. Maps and lists are either
+from the SDK's own Protobuf descriptors (uint32, uint64, int32, int64), narrowed
+by the structs' own bounds, so a generated message is always encodable and
+decodable by both codecs. Maps and lists are either
 absent or non-empty, and payloads are either absent or a valid JSON value: the
 two forms every codec can carry without loss.
 """
@@ -54,6 +55,9 @@ def _field_strategy(
         return st.booleans()
     if isinstance(kind, msgspec.inspect.IntType):
         low, high = _INT_RANGES[descriptor.type]
+        # The struct may bound the wire type further (offsets stop at 2**63 - 1).
+        low = low if kind.ge is None else max(low, kind.ge)
+        high = high if kind.le is None else min(high, kind.le)
         return st.integers(low, high) | st.just(0)
     if isinstance(kind, msgspec.inspect.RawType):
         return payloads

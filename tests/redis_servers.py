@@ -21,13 +21,15 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from redis.crc import key_slot
 
 from lab.ports import free_port, node_port
 from lab.redis import RedisServer, ensure_redis_server, redis_server, wait_ping
@@ -36,6 +38,7 @@ from wsfleet.brokers.base import Broker, PublishOptions
 from wsfleet.protocol.messages import ClientInfo, Publication, StreamPosition, raw
 
 __all__ = [
+    "ClusterNodeView",
     "EventLog",
     "RedisCluster",
     "RedisSentinel",
@@ -53,7 +56,13 @@ __all__ = [
 
 @dataclass
 class RedisCluster:
-    """Three masters, no replicas, slots split evenly."""
+    """Three masters, slots split evenly; with replicas, one replica per master.
+
+    ``servers`` holds every node, masters and replicas, in creation order; the
+    roles change when a replica takes over, so the helpers below ask the nodes.
+    The helpers block (they run ``redis-cli``): from a coroutine, call the slow
+    ones (``wait_*``) through ``asyncio.to_thread``.
+    """
 
     servers: list[RedisServer]
 
@@ -61,38 +70,196 @@ class RedisCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in self.servers)
 
+    @property
+    def running(self) -> list[RedisServer]:
+        return [s for s in self.servers if s.running]
+
+    def server(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.port == port)
+
+    def nodes(self, seen_by: RedisServer) -> list[ClusterNodeView]:
+        """The cluster as ``seen_by`` sees it (``CLUSTER NODES``)."""
+        return [_parse_node(line) for line in seen_by.cli("cluster", "nodes").splitlines() if line]
+
+    def master_of(self, key: str) -> RedisServer:
+        """The live master serving ``key``'s slot; every running node must agree."""
+        owner = self._agreed_owner(key_slot(key.encode()))
+        if owner is None:
+            raise RuntimeError(f"the running nodes do not agree on who serves {key!r}")
+        return self.server(owner)
+
+    def replicas_of(self, master: RedisServer) -> list[RedisServer]:
+        """The running replicas of ``master``, as ``master`` sees them."""
+        views = self.nodes(master)
+        me = next(n for n in views if "myself" in n.flags)
+        return [self.server(n.port) for n in views if n.master_id == me.id and n.port in self._up]
+
+    def is_master(self, server: RedisServer) -> bool:
+        """Whether ``server`` itself says it is a master (the moment it takes writes)."""
+        return server.cli("role").split("\n", 1)[0].strip() == "master"
+
+    def state_ok(self) -> bool:
+        return all("cluster_state:ok" in s.cli("cluster", "info") for s in self.running)
+
+    def wait_replicated(self, *, within: float = 30.0) -> None:
+        """Until every replica has applied all its master had written when this was called."""
+        targets = {
+            replica.port: _info_int(master, "master_repl_offset")
+            for master in self.running
+            if self.is_master(master)
+            for replica in self.replicas_of(master)
+        }
+        _wait(
+            lambda: all(
+                _info_int(self.server(port), "slave_repl_offset") >= offset
+                for port, offset in targets.items()
+            ),
+            "the replicas did not catch up with their masters",
+            within,
+        )
+
+    def wait_taken_over(self, dead: RedisServer, key: str, *, within: float = 30.0) -> RedisServer:
+        """Until a former replica of ``dead`` serves ``key`` for every node; that replica.
+
+        Also waits for ``cluster_state:ok`` everywhere: the cluster takes writes again.
+        """
+        slot = key_slot(key.encode())
+        _wait(
+            lambda: self._agreed_owner(slot) not in (None, dead.port) and self.state_ok(),
+            f"no replica took over from the master on port {dead.port}",
+            within,
+        )
+        return self.master_of(key)
+
+    @property
+    def _up(self) -> set[int]:
+        return {s.port for s in self.running}
+
+    def _agreed_owner(self, slot: int) -> int | None:
+        """The port serving ``slot`` if every running node names the same one."""
+        owners = {self._owner(s, slot) for s in self.running}
+        return owners.pop() if len(owners) == 1 else None
+
+    def _owner(self, seen_by: RedisServer, slot: int) -> int | None:
+        """The port of the master ``seen_by`` sends ``slot`` to; None if it knows none."""
+        for node in self.nodes(seen_by):
+            if "master" in node.flags and any(a <= slot <= b for a, b in node.slots):
+                return node.port
+        return None
+
+
+class ClusterNodeView(NamedTuple):
+    """One line of ``CLUSTER NODES``: one node as another node sees it."""
+
+    id: str
+    port: int
+    flags: frozenset[str]
+    master_id: str  # "-" for a master
+    slots: tuple[tuple[int, int], ...]
+
+
+def _parse_node(line: str) -> ClusterNodeView:
+    # <id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
+    fields = line.split()
+    port = int(fields[1].split("@", 1)[0].rsplit(":", 1)[1])
+    slots = []
+    for text in fields[8:]:
+        if text.startswith("["):  # a slot being migrated or imported
+            continue
+        first, _, last = text.partition("-")
+        slots.append((int(first), int(last or first)))
+    return ClusterNodeView(
+        fields[0], port, frozenset(fields[2].split(",")), fields[3], tuple(slots)
+    )
+
+
+def _info_int(server: RedisServer, field: str) -> int:
+    for line in server.cli("info", "replication").splitlines():
+        name, _, value = line.strip().partition(":")
+        if name == field:
+            return int(value)
+    raise RuntimeError(f"no {field} in INFO replication of port {server.port}")
+
+
+def _wait(condition: Callable[[], bool], failure: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{failure} within {within} s")
+        time.sleep(0.05)
+
 
 @contextmanager
-def redis_cluster() -> Iterator[RedisCluster]:
+def redis_cluster(
+    *, replicas: int = 0, node_timeout_ms: int = 2000, full_coverage: bool = True
+) -> Iterator[RedisCluster]:
+    """Three masters with ``replicas`` replicas each (0 or 1), started and in sync.
+
+    node_timeout_ms: ``cluster-node-timeout``; a replica takes over a dead master
+    a little after it (failure detection, then an election).
+    full_coverage: ``cluster-require-full-coverage``; when true (Redis's default)
+    every node refuses every command (CLUSTERDOWN) while a failed master's slots
+    have no master, until a replica takes over.
+    """
+    if replicas not in (0, 1):
+        raise ValueError("replicas must be 0 or 1")
     with tempfile.TemporaryDirectory(prefix="wsfleet-cluster-") as tmp:
         servers: list[RedisServer] = []
         try:
-            for i in range(3):
+            for i in range(3 * (1 + replicas)):
                 workdir = Path(tmp) / str(i)
                 workdir.mkdir()
                 server = RedisServer(
                     free_port(cluster_bus=True),
                     workdir,
                     ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                     "--cluster-node-timeout", "2000"],
+                     "--cluster-node-timeout", str(node_timeout_ms),
+                     # A replica's first sync starts at once, not after the
+                     # default 5 s wait for more replicas.
+                     "--repl-diskless-sync-delay", "0",
+                     "--cluster-require-full-coverage", "yes" if full_coverage else "no"],
                 )  # fmt: skip
                 server.start()
                 servers.append(server)
             cli = shutil.which("redis-cli") or "redis-cli"
             subprocess.run(
                 [cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers),
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
             )  # fmt: skip
-            deadline = time.monotonic() + 30
-            while not all("cluster_state:ok" in s.cli("cluster", "info") for s in servers):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
-                time.sleep(0.05)
-            yield RedisCluster(servers)
+            cluster = RedisCluster(servers)
+            _wait(cluster.state_ok, "the test Redis Cluster did not reach cluster_state:ok", 30)
+            if replicas:
+                _wait(
+                    lambda: _replicas_known(cluster, replicas),
+                    "not every node learnt every replica",
+                    30,
+                )
+                _wait(
+                    lambda: all(
+                        "master_link_status:up" in s.cli("info", "replication")
+                        for s in servers
+                        if not cluster.is_master(s)
+                    ),
+                    "the replicas did not finish their first sync",
+                    30,
+                )
+            yield cluster
         finally:
             for server in servers:
                 server.kill()
+
+
+def _replicas_known(cluster: RedisCluster, replicas: int) -> bool:
+    # An election needs the voting masters to know the replica and its
+    # master; gossip spreads that a little after CLUSTER REPLICATE.
+    for server in cluster.servers:
+        views = cluster.nodes(server)
+        masters = {n.id for n in views if "master" in n.flags and n.slots}
+        followers = Counter(n.master_id for n in views if "slave" in n.flags)
+        if len(masters) != 3 or any(followers[m] != replicas for m in masters):
+            return False
+    return True
 
 
 @dataclass

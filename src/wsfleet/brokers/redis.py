@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from wsfleet.brokers.base import (
     Broker,
@@ -82,6 +82,10 @@ __all__ = ["RedisBroker", "create_redis_broker"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# What redis-py raises when Redis fails. RedisClusterException (no Cluster node
+# answers, a slot nobody serves) is not a RedisError.
+_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 def _ms(seconds: float) -> int:
@@ -200,7 +204,7 @@ class RedisBroker(Broker, PresenceManager):
                 )
                 await self._link.start(wait=self._connect_timeout * 2)
                 await self._link.subscribe([self._control])
-        except (RedisError, OSError) as exc:
+        except _FAILURES as exc:
             await self.close()
             raise BrokerError(f"redis unreachable: {exc}") from exc
         except BrokerError:
@@ -228,7 +232,7 @@ class RedisBroker(Broker, PresenceManager):
         for closable in [client, *(manager.sentinels if manager is not None else ())]:
             try:
                 await closable.aclose()
-            except (RedisError, OSError) as exc:
+            except _FAILURES as exc:
                 logger.debug("closing a redis client failed: %r", exc)
 
     def unavailable_reason(self) -> str | None:
@@ -325,13 +329,13 @@ class RedisBroker(Broker, PresenceManager):
         try:
             async with self._in_flight:
                 return await call()
-        except (RedisError, OSError) as exc:
+        except _FAILURES as exc:
             raise BrokerError(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        self._redis()
+        client = self._redis()
         script = self._scripts[name]
-        return await self._run(lambda: script(keys=keys, args=args))
+        return await self._run(lambda: _run_script(client, script, keys, args))
 
     async def publish(
         self, channel: str, pub: Publication, options: PublishOptions
@@ -437,6 +441,22 @@ class RedisBroker(Broker, PresenceManager):
         live = await self.fleet.live_uids()
         clients, users = await self._script("presence_stats", self._presence_keys(channel), live)
         return int(clients), int(users)
+
+
+async def _run_script(
+    client: Redis | RedisCluster, script: AsyncScript, keys: list[str], args: list[Any]
+) -> Any:
+    """EVALSHA; EVAL with the source (which caches it) when Redis lacks the script.
+
+    Not redis-py's script call: after NOSCRIPT it sends SCRIPT LOAD, which on a
+    Cluster goes to every master and fails while any one is down, failing a call
+    to a healthy master that lacks the script (a replica that took over, a
+    restarted master) for as long as another master is down.
+    """
+    try:
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.execute_command("EVAL", script.script, len(keys), *keys, *args)
 
 
 _SCRIPTS = {

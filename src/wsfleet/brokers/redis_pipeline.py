@@ -9,22 +9,32 @@ the publishes in the order they were made and per-channel order holds; the batch
 grows with the load and stays at one command when there is none.
 
 Scripts go as ``EVALSHA``; a Redis that lost its scripts (restarted, failed over)
-answers ``NOSCRIPT``, and those commands are sent once more after ``SCRIPT LOAD``.
+answers ``NOSCRIPT``, and those commands are sent once more as ``EVAL`` with the
+script's source, which caches it on that server.
+
+On a Cluster, a connection error makes the pipeline re-read the slot map before its
+next round trip: redis-py does that after a failed single command, not after a failed
+pipeline, so a master replaced by its replica would otherwise be dialled forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wsfleet.brokers.base import BrokerError
 
 __all__ = ["PublishPipeline"]
+
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 MAX_BATCH = 1024
 """Commands in one pipeline at most; the rest wait for the next round trip."""
@@ -36,7 +46,7 @@ class PublishPipeline:
     """FIFO of commands for one Redis client; :meth:`call` returns each one's reply.
 
     ``client`` gives the current client (it may change after a reconnect);
-    ``scripts`` maps a script's SHA1 to its source, to reload it after NOSCRIPT.
+    ``scripts`` maps a script's SHA1 to its source, to send it after NOSCRIPT.
     ``guard`` is entered around each round trip (the broker's in-flight bound).
     """
 
@@ -77,21 +87,20 @@ class PublishPipeline:
         live = [(cmd, fut) for cmd, fut in batch if not fut.done()]  # skip the cancelled
         if not live:
             return
+        replies: list[Any]
         try:
             async with self._guard:
                 replies = await self._round_trip([cmd for cmd, _ in live])
                 missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
                 if missing:
-                    await self._load_scripts()
-                    again = await self._round_trip([live[i][0] for i in missing])
+                    again = await self._round_trip([self._with_source(live[i][0]) for i in missing])
                     for i, reply in zip(missing, again, strict=True):
                         replies[i] = reply
-        except (RedisError, OSError) as exc:
-            error = BrokerError(f"redis: {type(exc).__name__}: {exc}")
-            for _, fut in live:
-                if not fut.done():
-                    fut.set_exception(error)
-            return
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # RedisClusterException is not a RedisError (redis-py raises it when
+            # no Cluster node answers); let through, it would end the sender
+            # and leave every caller waiting forever.
+            replies = [exc] * len(live)
         for (_, fut), reply in zip(live, replies, strict=True):
             if fut.done():
                 continue
@@ -99,6 +108,10 @@ class PublishPipeline:
                 fut.set_exception(BrokerError(f"redis: {type(reply).__name__}: {reply}"))
             else:
                 fut.set_result(reply)
+        # A Cluster pipeline returns a node's connection error as the reply of
+        # each of its commands, or raises it: either way, re-read the map.
+        if any(isinstance(r, _CONNECTION_ERRORS) for r in replies):
+            await self._refresh_slots()
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         pipe = self._client().pipeline(transaction=False)
@@ -106,7 +119,15 @@ class PublishPipeline:
             pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
 
-    async def _load_scripts(self) -> None:
+    def _with_source(self, evalsha: Command) -> Command:
+        # EVAL caches the script on the node that runs it. Not SCRIPT LOAD: on a
+        # Cluster it goes to every master, and fails while any one is down.
+        return ("EVAL", self._scripts[evalsha[1]], *evalsha[2:])
+
+    async def _refresh_slots(self) -> None:
+        # After the callers got their error: the commands queued meanwhile
+        # wait for the new map instead of failing against the old one too.
         client = self._client()
-        for source in self._scripts.values():
-            await client.script_load(source)
+        if isinstance(client, RedisCluster):
+            with contextlib.suppress(RedisError, RedisClusterException, OSError):
+                await client.nodes_manager.initialize()

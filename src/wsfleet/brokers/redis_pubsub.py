@@ -23,12 +23,13 @@ import contextlib
 import logging
 import random
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
 
 from wsfleet.brokers.base import BrokerError
 
@@ -49,6 +50,10 @@ StateCallback = Callable[[str | None], None]
 # batches keep each one small enough not to stall the server.
 _BATCH = 500
 _BARRIER = b"wsfleet-resubscribed"
+# Re-routing channels to another master: seconds to wait for its connection,
+# and bounds of the jittered, doubling delay between attempts.
+_REROUTE_WAIT = 2.0
+_REROUTE_RETRY = (0.05, 2.0)
 
 
 class PubSubLink:
@@ -100,6 +105,7 @@ class PubSubLink:
             )
         )
         self._msg = b"smessage" if sharded else b"message"
+        self._sharded = sharded
         self._ping_interval = ping_interval
         self._confirm_timeout = confirm_timeout
         self._backoff = (backoff_min, backoff_max)
@@ -161,8 +167,8 @@ class PubSubLink:
             self._pending.setdefault(ch, deque()).append(fut)
             futures.append(fut)
         try:
-            for i in range(0, len(new), _BATCH):
-                await conn.send_command(self._sub, *new[i : i + _BATCH], check_health=False)
+            for batch in self._batches(new):
+                await conn.send_command(self._sub, *batch, check_health=False)
             async with asyncio.timeout(self._confirm_timeout):
                 await asyncio.gather(*futures)
         except (RedisError, OSError, TimeoutError, BrokerError) as exc:
@@ -184,10 +190,25 @@ class PubSubLink:
             return
         self._unsub_pending.update(gone)
         try:
-            for i in range(0, len(gone), _BATCH):
-                await conn.send_command(self._unsub, *gone[i : i + _BATCH], check_health=False)
+            for batch in self._batches(gone):
+                await conn.send_command(self._unsub, *batch, check_health=False)
         except (RedisError, OSError) as exc:
             logger.debug("unsubscribe on %s failed: %r", self.name, exc)
+
+    def _batches(self, channels: list[bytes]) -> list[list[bytes]]:
+        """The channels of each (un)subscribe command, in order within a slot."""
+        if not self._sharded:
+            return [channels[i : i + _BATCH] for i in range(0, len(channels), _BATCH)]
+        # SSUBSCRIBE and SUNSUBSCRIBE take channels of one slot only: Redis
+        # answers CROSSSLOT to the whole command otherwise.
+        by_slot: dict[int, list[bytes]] = {}
+        for ch in channels:
+            by_slot.setdefault(key_slot(ch), []).append(ch)
+        return [
+            group[i : i + _BATCH]
+            for group in by_slot.values()
+            for i in range(0, len(group), _BATCH)
+        ]
 
     # -- the reader task ----------------------------------------------------
 
@@ -199,8 +220,8 @@ class PubSubLink:
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
                 wanted = sorted(self.channels)
-                for i in range(0, len(wanted), _BATCH):
-                    await conn.send_command(self._sub, *wanted[i : i + _BATCH], check_health=False)
+                for batch in self._batches(wanted):
+                    await conn.send_command(self._sub, *batch, check_health=False)
                 if outage and wanted:
                     # PING is answered after every SUBSCRIBE before it: when
                     # its reply arrives, all of them are active.
@@ -303,7 +324,15 @@ async def _disconnect(conn: AbstractConnection) -> None:
 
 
 class ShardedPubSub:
-    """Sharded pub/sub over a Redis Cluster: one :class:`PubSubLink` per master."""
+    """Sharded pub/sub over a Redis Cluster: one :class:`PubSubLink` per master.
+
+    A channel is re-routed when its master stops serving its slot: Redis says
+    so when the slot is resharded (it unsubscribes the channel), and nobody
+    says so when the master dies and a replica takes over, so a link that is
+    down re-reads the slot map at each failed reconnection and hands its
+    channels to their new master. Either way the owner is told, through
+    ``on_resubscribed``, that those channels may have missed publications.
+    """
 
     def __init__(
         self,
@@ -320,26 +349,39 @@ class ShardedPubSub:
         self._on_state = on_state
         self._link_options = link_options
         self.links: dict[str, PubSubLink] = {}
+        # Channels to subscribe again on the master now serving them.
         self._lost: set[bytes] = set()
+        self._rerouter: asyncio.Task[None] | None = None
+        # Why the last attempt to re-route them failed; None while none did.
+        self._reroute_error: str | None = None
+        # Down links whose slot map check is running (one at a time per link).
+        self._checking: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def _link_for(self, channel: bytes) -> PubSubLink:
-        node = self._cluster.get_node_from_key(channel.decode())
+        if self._closed:
+            raise BrokerError("redis broker closed")
+        try:
+            node = self._cluster.get_node_from_key(channel.decode())
+        except RedisClusterException as exc:  # SlotNotCoveredError
+            raise BrokerError(f"redis cluster: {exc}") from exc
         if node is None:
             raise BrokerError(f"redis cluster: no node owns the slot of {channel!r}")
         link = self.links.get(node.name)
         if link is None:
+            name = node.name
             link = PubSubLink(
                 lambda: node.connection_class(**node.connection_kwargs),
-                name=node.name,
+                name=name,
                 sharded=True,
                 on_message=self._on_message,
                 on_resubscribed=self._on_resubscribed,
-                on_state=lambda _reason: self._on_state(),
-                on_lost=self._lost_channel,
+                on_state=lambda reason: self._link_state(name, reason),
+                on_lost=lambda channel: self._reroute({channel}),
                 **self._link_options,
             )
-            self.links[node.name] = link
+            self.links[name] = link
         return link
 
     @property
@@ -347,6 +389,10 @@ class ShardedPubSub:
         for link in self.links.values():
             if link.error is not None:
                 return f"{link.name}: {link.error}"
+        if self._reroute_error is not None:
+            # Only once an attempt failed: a resharding moves channels one
+            # slot at a time, and readiness should not flap with each.
+            return f"moving channels to a new master: {self._reroute_error}"
         return None
 
     async def start(self, *, wait: float) -> None:
@@ -368,27 +414,88 @@ class ShardedPubSub:
                 if ch in link.channels:
                     await link.unsubscribe([ch])
 
-    def _lost_channel(self, channel: bytes) -> None:
-        # The slot moved: refresh the topology, then subscribe on the new owner.
-        self._lost.add(channel)
-        task = asyncio.create_task(self._reroute())
+    # -- following the slots --------------------------------------------------
+
+    def _link_state(self, name: str, reason: str | None) -> None:
+        self._on_state()
+        if reason is not None and name not in self._checking and not self._closed:
+            self._checking.add(name)
+            self._spawn(self._follow_failover(name))
+
+    async def _follow_failover(self, name: str) -> None:
+        """Hand the channels of a down link to the masters now serving their slots."""
+        try:
+            await self._refresh_slots()
+            link = self.links.get(name)
+            if link is None or link.error is None:
+                return
+            moved = {ch for ch in link.channels if self._owner(ch) not in (name, None)}
+            if moved:
+                await link.unsubscribe(moved)  # down: it only forgets them
+                self._reroute(moved)
+            if not link.channels:
+                # Nothing left on it: stop dialling a master that may be gone
+                # for good (and stop reporting the node unready because of it).
+                del self.links[name]
+                await link.close()
+        finally:
+            self._checking.discard(name)
+
+    def _owner(self, channel: bytes) -> str | None:
+        try:
+            node = self._cluster.get_node_from_key(channel.decode())
+        except RedisClusterException:
+            return None
+        return None if node is None else node.name
+
+    def _reroute(self, channels: set[bytes]) -> None:
+        self._lost |= channels
+        if self._rerouter is None and not self._closed:
+            self._rerouter = self._spawn(self._reroute_lost())
+
+    async def _reroute_lost(self) -> None:
+        """Subscribe lost channels where their slots are now, until all are back."""
+        delay = _REROUTE_RETRY[0]
+        try:
+            while self._lost:
+                await self._refresh_slots()
+                lost, self._lost = self._lost, set()
+                try:
+                    await self.subscribe(lost, wait=_REROUTE_WAIT)
+                except BrokerError as exc:
+                    # The new master is not reachable yet, or the map is not
+                    # updated yet: keep them, try again.
+                    logger.debug("re-routing %d channels failed: %s", len(lost), exc)
+                    self._reroute_error = str(exc)
+                    self._lost |= lost
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, _REROUTE_RETRY[1])
+                    continue
+                self._reroute_error = None
+                try:
+                    self._on_resubscribed(lost)
+                except Exception:
+                    logger.exception("on_resubscribed callback failed")
+        finally:
+            self._rerouter = None
+            self._reroute_error = None
+
+    async def _refresh_slots(self) -> None:
+        with contextlib.suppress(RedisError, RedisClusterException, OSError):
+            await self._cluster.nodes_manager.initialize()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _reroute(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self._cluster.nodes_manager.initialize()
-        lost, self._lost = self._lost, set()
-        try:
-            await self.subscribe(lost, wait=2.0)
-        except BrokerError:
-            self._lost |= lost
-            return
-        self._on_resubscribed(lost)
+        return task
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         links, self.links = list(self.links.values()), {}
         for link in links:
             await link.close()

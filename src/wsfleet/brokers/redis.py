@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError
 
 from wsfleet.brokers.base import (
     Broker,
@@ -62,6 +62,7 @@ from wsfleet.brokers.redis_codec import (
     parse_frame,
     publication_frame,
 )
+from wsfleet.brokers.redis_failures import FAILURES
 from wsfleet.brokers.redis_fleet import SCRIPTS as FLEET_SCRIPTS
 from wsfleet.brokers.redis_fleet import RedisFleet
 from wsfleet.brokers.redis_pipeline import PublishPipeline
@@ -82,10 +83,6 @@ __all__ = ["RedisBroker", "create_redis_broker"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# What redis-py raises when Redis fails. RedisClusterException (no Cluster node
-# answers, a slot nobody serves) is not a RedisError.
-_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 def _ms(seconds: float) -> int:
@@ -204,7 +201,7 @@ class RedisBroker(Broker, PresenceManager):
                 )
                 await self._link.start(wait=self._connect_timeout * 2)
                 await self._link.subscribe([self._control])
-        except _FAILURES as exc:
+        except FAILURES as exc:
             await self.close()
             raise BrokerError(f"redis unreachable: {exc}") from exc
         except BrokerError:
@@ -232,7 +229,7 @@ class RedisBroker(Broker, PresenceManager):
         for closable in [client, *(manager.sentinels if manager is not None else ())]:
             try:
                 await closable.aclose()
-            except _FAILURES as exc:
+            except FAILURES as exc:
                 logger.debug("closing a redis client failed: %r", exc)
 
     def unavailable_reason(self) -> str | None:
@@ -329,7 +326,7 @@ class RedisBroker(Broker, PresenceManager):
         try:
             async with self._in_flight:
                 return await call()
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise BrokerError(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:

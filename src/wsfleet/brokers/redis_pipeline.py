@@ -20,21 +20,17 @@ pipeline, so a master replaced by its replica would otherwise be dialled forever
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from wsfleet.brokers.base import BrokerError
+from wsfleet.brokers.redis_failures import CONNECTION_ERRORS, FAILURES, refresh_slots
 
 __all__ = ["PublishPipeline"]
-
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 MAX_BATCH = 1024
 """Commands in one pipeline at most; the rest wait for the next round trip."""
@@ -96,10 +92,9 @@ class PublishPipeline:
                     again = await self._round_trip([self._with_source(live[i][0]) for i in missing])
                     for i, reply in zip(missing, again, strict=True):
                         replies[i] = reply
-        except (RedisError, RedisClusterException, OSError) as exc:
-            # RedisClusterException is not a RedisError (redis-py raises it when
-            # no Cluster node answers); let through, it would end the sender
-            # and leave every caller waiting forever.
+        except FAILURES as exc:
+            # Every failure becomes the callers' error: one let through would
+            # end the sender and leave every caller waiting forever.
             replies = [exc] * len(live)
         for (_, fut), reply in zip(live, replies, strict=True):
             if fut.done():
@@ -110,8 +105,10 @@ class PublishPipeline:
                 fut.set_result(reply)
         # A Cluster pipeline returns a node's connection error as the reply of
         # each of its commands, or raises it: either way, re-read the map.
-        if any(isinstance(r, _CONNECTION_ERRORS) for r in replies):
-            await self._refresh_slots()
+        if any(isinstance(r, CONNECTION_ERRORS) for r in replies):
+            # After the callers got their error: the commands queued meanwhile
+            # wait for the new map instead of failing against the old one too.
+            await refresh_slots(self._client())
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         pipe = self._client().pipeline(transaction=False)
@@ -123,11 +120,3 @@ class PublishPipeline:
         # EVAL caches the script on the node that runs it. Not SCRIPT LOAD: on a
         # Cluster it goes to every master, and fails while any one is down.
         return ("EVAL", self._scripts[evalsha[1]], *evalsha[2:])
-
-    async def _refresh_slots(self) -> None:
-        # After the callers got their error: the commands queued meanwhile
-        # wait for the new map instead of failing against the old one too.
-        client = self._client()
-        if isinstance(client, RedisCluster):
-            with contextlib.suppress(RedisError, RedisClusterException, OSError):
-                await client.nodes_manager.initialize()

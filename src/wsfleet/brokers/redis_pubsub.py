@@ -32,6 +32,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from wsfleet.brokers.base import BrokerError
+from wsfleet.brokers.redis_failures import refresh_slots
 
 __all__ = ["PubSubLink", "ShardedPubSub"]
 
@@ -425,7 +426,7 @@ class ShardedPubSub:
     async def _follow_failover(self, name: str) -> None:
         """Hand the channels of a down link to the masters now serving their slots."""
         try:
-            await self._refresh_slots()
+            await refresh_slots(self._cluster)
             link = self.links.get(name)
             if link is None or link.error is None:
                 return
@@ -458,7 +459,7 @@ class ShardedPubSub:
         delay = _REROUTE_RETRY[0]
         try:
             while self._lost:
-                await self._refresh_slots()
+                await refresh_slots(self._cluster)
                 lost, self._lost = self._lost, set()
                 try:
                     await self.subscribe(lost, wait=_REROUTE_WAIT)
@@ -479,10 +480,6 @@ class ShardedPubSub:
         finally:
             self._rerouter = None
             self._reroute_error = None
-
-    async def _refresh_slots(self) -> None:
-        with contextlib.suppress(RedisError, RedisClusterException, OSError):
-            await self._cluster.nodes_manager.initialize()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
